@@ -1,0 +1,1 @@
+"""The domain of order-ingest: addressing, durable accept, extraction. No sockets, no trio."""

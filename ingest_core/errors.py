@@ -1,0 +1,27 @@
+"""The core's own exceptions. Adapters map third-party errors onto these."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+class DirectoryUnavailable(IngestError):
+    """The tenant directory (database) could not be asked. Temporary."""
+
+
+class StoreUnavailable(IngestError):
+    """An object store, database or queue call failed or timed out. Temporary."""
+
+
+class QueueUnavailable(StoreUnavailable):
+    """The job queue could not take a job. The message is durable regardless."""
+
+
+class ObjectNotFound(IngestError):
+    """A stored object that should exist does not. Permanent for that message."""
+
+
+class ConfigError(IngestError):
+    """The environment does not describe a runnable configuration."""

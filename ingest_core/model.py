@@ -1,0 +1,108 @@
+"""Frozen value objects of the domain."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class TenantStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class MessageStatus(enum.StrEnum):
+    RECEIVED = "RECEIVED"
+    PROCESSING = "PROCESSING"
+    PROCESSED = "PROCESSED"
+    FAILED = "FAILED"
+    QUARANTINED = "QUARANTINED"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: TenantStatus = TenantStatus.ACTIVE
+
+    @property
+    def active(self) -> bool:
+        return self.status is TenantStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """What the accept path records for one tenant."""
+
+    org_id: uuid.UUID
+    source_message_id: str
+    message_id_header: str | None
+    sha256: str
+    content_sha256: str
+    size_bytes: int
+    raw_object_key: str
+    envelope_from: str
+    envelope_recipient: str
+    subject: str | None
+    from_header: str | None
+    received_at: datetime
+    client_address: str | None = None
+    client_helo: str | None = None
+    postfix_queue_id: str | None = None
+    source: str = "EMAIL"
+
+
+class RecordKind(enum.Enum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    CONFLICT_STORED = "conflict-stored"
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    kind: RecordKind
+    id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A row of inbound_message as the worker and the operator see it."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    source_message_id: str
+    sha256: str
+    content_sha256: str
+    size_bytes: int
+    raw_object_key: str
+    envelope_from: str
+    envelope_recipient: str
+    subject: str | None
+    from_header: str | None
+    received_at: datetime
+    status: MessageStatus
+    attempts: int
+    claimed_at: datetime | None = None
+    last_error: str | None = None
+    parser_version: str | None = None
+    processed_at: datetime | None = None
+    client_address: str | None = None
+    client_helo: str | None = None
+    postfix_queue_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One extracted attachment (decoded bytes stored content-addressed)."""
+
+    part_path: str
+    content_type: str
+    disposition: str | None
+    filename: str | None
+    size_bytes: int
+    sha256: str
+    object_key: str
+    notes: tuple[str, ...] = field(default=())

@@ -1,0 +1,148 @@
+"""Ports of the core (DESIGN §4b). Synchronous on purpose: the huey worker calls
+them directly; the trio server and the milter call them in worker threads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from ingest_core.model import (
+        Attachment,
+        MessageStatus,
+        NewMessage,
+        Recorded,
+        StoredMessage,
+        Tenant,
+    )
+    from ingest_core.spool import Spool
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An SMTP/LMTP reply: basic code, enhanced status code (RFC 3463), fixed text."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    @property
+    def positive(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientDecision:
+    """The verdict on one RCPT: accepted for a tenant, or refused with a reply."""
+
+    address: str
+    reply: Reply
+    tenant: Tenant | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.tenant is not None and self.reply.positive
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """The final reply for one accepted recipient after the end of data."""
+
+    address: str
+    reply: Reply
+    message_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Everything the dialogue established for one transaction."""
+
+    mail_from: str
+    recipients: tuple[RecipientDecision, ...]
+    smtputf8: bool = False
+    body: str | None = None
+    lhlo: str | None = None
+    peer: str | None = None
+    xforward: Mapping[str, str] = field(default_factory=dict)
+
+
+class InboundChannelPort(Protocol):
+    """What a channel (LMTP, milter, later IMAP/webhook) calls."""
+
+    def check_recipient(self, address: str, smtputf8: bool) -> RecipientDecision: ...
+
+    def accept(self, envelope: Envelope, spool: Spool) -> list[RecipientOutcome]: ...
+
+
+class TenantDirectory(Protocol):
+    def resolve(self, slug: str) -> Tenant | None:
+        """The tenant with that slug, or None. Raises DirectoryUnavailable."""
+        ...
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, spool: Spool) -> None:
+        """Store the spool's bytes under key; durable on return. Raises StoreUnavailable."""
+        ...
+
+    def put_file(self, key: str, source: BinaryIO, size: int) -> None:
+        """Store a stream of known size under key; durable on return."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A streamed reader. Raises ObjectNotFound or StoreUnavailable."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+class MessageRepository(Protocol):
+    def record_received(self, message: NewMessage) -> Recorded:
+        """Insert one inbound_message (DESIGN §4 step 3), committed on return."""
+        ...
+
+    def get(self, org_id: uuid.UUID, message_id: uuid.UUID) -> StoredMessage | None:
+        """A tenant's own message; None for another tenant's id."""
+        ...
+
+    def claim(self, message_id: uuid.UUID, lease_s: float) -> StoredMessage | None:
+        """Atomically move RECEIVED (or a PROCESSING row whose lease expired) to
+        PROCESSING, count the attempt, set claimed_at. None if not claimable."""
+        ...
+
+    def finish(
+        self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
+    ) -> None:
+        """Record the attachments (idempotent on part_path) and mark PROCESSED."""
+        ...
+
+    def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
+        """Record last_error; FAILED when final, else back to RECEIVED for a retry."""
+        ...
+
+    def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]: ...
+
+    def stale(self, received_before: datetime, claimed_before: datetime) -> list[uuid.UUID]:
+        """RECEIVED rows older than the first bound and PROCESSING rows whose claim
+        is older than the second: what the sweeper re-enqueues."""
+        ...
+
+    def reset_for_replay(self, message_id: uuid.UUID) -> bool:
+        """Move a message back to RECEIVED (attempts reset). False if unknown."""
+        ...
+
+    def ids_with_status(self, status: MessageStatus, org_id: uuid.UUID | None) -> list[uuid.UUID]:
+        ...
+
+
+class JobQueue(Protocol):
+    def enqueue_extraction(self, message_id: uuid.UUID) -> None:
+        """Schedule extraction by id. Raises QueueUnavailable."""
+        ...

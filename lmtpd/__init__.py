@@ -1,0 +1,1 @@
+"""The deployable front: everything that speaks a wire protocol (LMTP, milter)."""

@@ -1,0 +1,1 @@
+"""Adapters implementing ingest_core.ports. Only bootstrap.py imports them."""

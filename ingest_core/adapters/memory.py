@@ -1,0 +1,226 @@
+"""In-memory fakes of the ports, for unit tests of the core and the server only."""
+
+from __future__ import annotations
+
+import io
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, BinaryIO
+
+from ingest_core.errors import ObjectNotFound, QueueUnavailable, StoreUnavailable
+from ingest_core.model import (
+    Attachment,
+    MessageStatus,
+    NewMessage,
+    Recorded,
+    RecordKind,
+    StoredMessage,
+    Tenant,
+    TenantStatus,
+)
+
+if TYPE_CHECKING:
+    from ingest_core.spool import Spool
+
+
+class MemoryTenantDirectory:
+    def __init__(self, tenants: Sequence[Tenant] = ()) -> None:
+        self.tenants = {t.slug: t for t in tenants}
+        self.unavailable = False
+
+    def add(self, slug: str, status: TenantStatus = TenantStatus.ACTIVE) -> Tenant:
+        tenant = Tenant(id=uuid.uuid4(), slug=slug, name=slug, status=status)
+        self.tenants[slug] = tenant
+        return tenant
+
+    def resolve(self, slug: str) -> Tenant | None:
+        if self.unavailable:
+            from ingest_core.errors import DirectoryUnavailable
+
+            raise DirectoryUnavailable("tenant directory unavailable (fake)")
+        return self.tenants.get(slug)
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.failing = False
+        self._lock = threading.Lock()
+
+    def put(self, key: str, spool: Spool) -> None:
+        with spool.open() as source:
+            self.put_file(key, source, spool.size)
+
+    def put_file(self, key: str, source: BinaryIO, size: int) -> None:
+        if self.failing:
+            raise StoreUnavailable("object store unavailable (fake)")
+        data = source.read()
+        with self._lock:
+            self.objects[key] = data
+
+    def open(self, key: str) -> BinaryIO:
+        if self.failing:
+            raise StoreUnavailable("object store unavailable (fake)")
+        try:
+            return io.BytesIO(self.objects[key])
+        except KeyError:
+            raise ObjectNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+
+class MemoryMessageRepository:
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, StoredMessage] = {}
+        self.attachments: dict[uuid.UUID, dict[str, Attachment]] = {}
+        self.failing = False
+        self._lock = threading.Lock()
+
+    def _check(self) -> None:
+        if self.failing:
+            raise StoreUnavailable("database unavailable (fake)")
+
+    def record_received(self, message: NewMessage) -> Recorded:
+        self._check()
+        with self._lock:
+            for row in self.rows.values():
+                if (row.org_id, row.source_message_id) == (
+                    message.org_id,
+                    message.source_message_id,
+                ):
+                    if row.content_sha256 == message.content_sha256:
+                        return Recorded(RecordKind.DUPLICATE, row.id)
+                    alt = f"{message.source_message_id}#{message.content_sha256[:16]}"
+                    return self._insert(replace(message, source_message_id=alt), conflict=True)
+            return self._insert(message, conflict=False)
+
+    def _insert(self, message: NewMessage, *, conflict: bool) -> Recorded:
+        for row in self.rows.values():
+            if (row.org_id, row.source_message_id) == (message.org_id, message.source_message_id):
+                return Recorded(RecordKind.DUPLICATE, row.id)
+        new_id = uuid.uuid4()
+        self.rows[new_id] = StoredMessage(
+            id=new_id,
+            org_id=message.org_id,
+            source_message_id=message.source_message_id,
+            sha256=message.sha256,
+            content_sha256=message.content_sha256,
+            size_bytes=message.size_bytes,
+            raw_object_key=message.raw_object_key,
+            envelope_from=message.envelope_from,
+            envelope_recipient=message.envelope_recipient,
+            subject=message.subject,
+            from_header=message.from_header,
+            received_at=message.received_at,
+            status=MessageStatus.RECEIVED,
+            attempts=0,
+            client_address=message.client_address,
+            client_helo=message.client_helo,
+            postfix_queue_id=message.postfix_queue_id,
+        )
+        return Recorded(RecordKind.CONFLICT_STORED if conflict else RecordKind.CREATED, new_id)
+
+    def get(self, org_id: uuid.UUID, message_id: uuid.UUID) -> StoredMessage | None:
+        self._check()
+        row = self.rows.get(message_id)
+        return row if row is not None and row.org_id == org_id else None
+
+    def claim(self, message_id: uuid.UUID, lease_s: float) -> StoredMessage | None:
+        self._check()
+        now = datetime.now(UTC)
+        with self._lock:
+            row = self.rows.get(message_id)
+            if row is None:
+                return None
+            expired = (
+                row.status is MessageStatus.PROCESSING
+                and row.claimed_at is not None
+                and row.claimed_at < now - timedelta(seconds=lease_s)
+            )
+            if row.status is not MessageStatus.RECEIVED and not expired:
+                return None
+            row = replace(
+                row, status=MessageStatus.PROCESSING, attempts=row.attempts + 1, claimed_at=now
+            )
+            self.rows[message_id] = row
+            return row
+
+    def finish(
+        self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
+    ) -> None:
+        self._check()
+        with self._lock:
+            stored = self.attachments.setdefault(message_id, {})
+            for attachment in attachments:
+                stored.setdefault(attachment.part_path, attachment)
+            self.rows[message_id] = replace(
+                self.rows[message_id],
+                status=MessageStatus.PROCESSED,
+                parser_version=parser_version,
+                processed_at=datetime.now(UTC),
+                last_error=None,
+            )
+
+    def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
+        self._check()
+        with self._lock:
+            self.rows[message_id] = replace(
+                self.rows[message_id],
+                status=MessageStatus.FAILED if final else MessageStatus.RECEIVED,
+                last_error=error,
+                claimed_at=None,
+            )
+
+    def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]:
+        self._check()
+        if self.get(org_id, message_id) is None:
+            return []
+        found = self.attachments.get(message_id, {})
+        return [found[k] for k in sorted(found)]
+
+    def stale(self, received_before: datetime, claimed_before: datetime) -> list[uuid.UUID]:
+        self._check()
+        return [
+            row.id
+            for row in self.rows.values()
+            if (row.status is MessageStatus.RECEIVED and row.received_at < received_before)
+            or (
+                row.status is MessageStatus.PROCESSING
+                and row.claimed_at is not None
+                and row.claimed_at < claimed_before
+            )
+        ]
+
+    def reset_for_replay(self, message_id: uuid.UUID) -> bool:
+        self._check()
+        with self._lock:
+            row = self.rows.get(message_id)
+            if row is None:
+                return False
+            self.rows[message_id] = replace(
+                row, status=MessageStatus.RECEIVED, attempts=0, claimed_at=None
+            )
+            return True
+
+    def ids_with_status(self, status: MessageStatus, org_id: uuid.UUID | None) -> list[uuid.UUID]:
+        self._check()
+        return [
+            r.id
+            for r in self.rows.values()
+            if r.status is status and (org_id is None or r.org_id == org_id)
+        ]
+
+
+class MemoryJobQueue:
+    def __init__(self) -> None:
+        self.jobs: list[uuid.UUID] = []
+        self.failing = False
+
+    def enqueue_extraction(self, message_id: uuid.UUID) -> None:
+        if self.failing:
+            raise QueueUnavailable("queue unavailable (fake)")
+        self.jobs.append(message_id)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import enum
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import uuid
+    from datetime import datetime
 
 
 class TenantStatus(enum.StrEnum):

@@ -3,13 +3,14 @@ them directly; the trio server and the milter call them in worker threads."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+
     from ingest_core.model import (
         Attachment,
         MessageStatus,
@@ -138,8 +139,9 @@ class MessageRepository(Protocol):
         """Move a message back to RECEIVED (attempts reset). False if unknown."""
         ...
 
-    def ids_with_status(self, status: MessageStatus, org_id: uuid.UUID | None) -> list[uuid.UUID]:
-        ...
+    def ids_with_status(
+        self, status: MessageStatus, org_id: uuid.UUID | None
+    ) -> list[uuid.UUID]: ...
 
 
 class JobQueue(Protocol):

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _networks(text: str) -> tuple[Network, ...]:
     try:
-        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in text.split(",") if p.strip())
+        return tuple(
+            ipaddress.ip_network(p.strip(), strict=False) for p in text.split(",") if p.strip()
+        )
     except ValueError as exc:
         raise ConfigError(f"not a list of CIDR networks: {text!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    data_dir: Path = Path("var").absolute()
+    data_dir: Path = field(default_factory=lambda: Path("var").absolute())
     database_url: str | None = None
     object_store_url: str | None = None
     queue_url: str | None = None

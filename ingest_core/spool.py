@@ -8,6 +8,7 @@ only in the ``Received:`` lines our own edge prepends is recognised as the same.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -67,7 +68,7 @@ class _ContentHasher:
 
     def _decide(self) -> None:
         while self._state == "start" and self._pending:
-            first = self._pending[:1]
+            first = bytes(self._pending[:1])
             if first in (b" ", b"\t"):
                 # a continuation line directly after a skipped trace field
                 self._skip_pending_line()
@@ -128,7 +129,7 @@ class Spool:
     def open(self) -> BinaryIO:
         """A fresh reader positioned at the first byte."""
         if self._path is not None:
-            return open(self._path, "rb")  # noqa: SIM115 - the caller closes it
+            return open(self._path, "rb")
         return io.BytesIO(self._buffer or b"")
 
     @property
@@ -137,10 +138,8 @@ class Spool:
 
     def discard(self) -> None:
         if self._path is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
-            except FileNotFoundError:
-                pass
             self._path = None
         self._buffer = b""
 
@@ -200,9 +199,7 @@ class SpoolWriter:
             self._file.close()
             self._file = None
         if self._path is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
-            except FileNotFoundError:
-                pass
             self._path = None
         self._memory = bytearray()

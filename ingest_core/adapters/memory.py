@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import threading
 import uuid
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, BinaryIO
@@ -23,6 +22,8 @@ from ingest_core.model import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ingest_core.spool import Spool
 
 

@@ -1,0 +1,60 @@
+"""Opening listeners for ``host:port``, ``[v6]:port`` or ``unix:/path``."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket as stdlib_socket
+import stat
+
+import trio
+
+
+def parse_listen(spec: str) -> tuple[str, int] | str:
+    """``("host", port)`` for TCP, or the path of a unix socket."""
+    if spec.startswith("unix:"):
+        path = spec[len("unix:") :]
+        if not path:
+            raise ValueError("unix: listen address needs a path")
+        return path
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address must be host:port or unix:/path, not {spec!r}")
+    host = host.strip("[]")
+    if host:
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(host)
+    return host or "0.0.0.0", int(port)
+
+
+async def open_listeners(spec: str) -> list[trio.SocketListener]:
+    target = parse_listen(spec)
+    if isinstance(target, str):
+        return [await _open_unix_listener(target)]
+    host, port = target
+    return await trio.open_tcp_listeners(port, host=host, backlog=1024)
+
+
+async def _open_unix_listener(path: str) -> trio.SocketListener:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)  # a stale socket from an earlier run
+    sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        await sock.bind(path)
+        os.chmod(path, 0o660)
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+def bound_address(listeners: list[trio.SocketListener]) -> str:
+    """``host:port`` (or ``unix:/path``) of the first listener, for logs and tests."""
+    name = listeners[0].socket.getsockname()
+    if isinstance(name, str):
+        return f"unix:{name}"
+    host, port = name[0], name[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

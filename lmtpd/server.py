@@ -1,0 +1,338 @@
+"""The trio LMTP server: listeners, one task per connection, a pump between the
+stream and :mod:`lmtpd.protocol`, and the core reached in worker threads."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket as stdlib_socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from opentelemetry import trace
+
+from ingest_core.ports import (
+    Envelope,
+    InboundChannelPort,
+    RecipientDecision,
+    RecipientOutcome,
+    Reply,
+)
+from ingest_core.spool import SpoolWriter
+from lmtpd import protocol as p
+from lmtpd.listeners import bound_address, open_listeners
+
+log = logging.getLogger("ingest.lmtp")
+tracer = trace.get_tracer("lmtpd.server")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+NOT_ALLOWED = Reply(554, "5.7.1", "Not authorised to deliver here")
+TOO_MANY_CONNECTIONS = Reply(421, "4.3.2", "Too many connections, try again later")
+TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
+SHUTTING_DOWN = Reply(421, "4.3.0", "Service shutting down, try again later")
+INTERNAL_ERROR = Reply(451, "4.3.0", "Temporary local problem, try again later")
+READ_SIZE = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    hostname: str = "ingest"
+    max_message_bytes: int = 36_700_160
+    max_recipients: int = 1000
+    max_line_length: int = 4096
+    max_connections: int = 1000
+    command_timeout_s: float = 300.0
+    data_timeout_s: float = 300.0
+    shutdown_grace_s: float = 30.0
+    allow_from: tuple[Network, ...] = field(
+        default_factory=lambda: (
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        )
+    )
+    spool_memory_bytes: int = 1 << 20
+    spool_dir: Path | None = None
+    worker_threads: int = 32
+
+
+def peer_allowed(peer: object, allow_from: Sequence[Network]) -> bool:
+    """Unix-socket peers are trusted (file permissions guard them); TCP peers by CIDR."""
+    if isinstance(peer, str | bytes):
+        return True
+    if not isinstance(peer, tuple) or not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in allow_from)
+
+
+class LmtpServer:
+    """Serves LMTP on listeners; delivers through an :class:`InboundChannelPort`."""
+
+    def __init__(self, port: InboundChannelPort, config: ServerConfig | None = None) -> None:
+        self.port = port
+        self.config = config or ServerConfig()
+        self.limiter = trio.CapacityLimiter(self.config.worker_threads)
+        self.active = 0
+        self.address: str | None = None
+        self._closing = trio.Event()
+        self._listeners_scope: trio.CancelScope | None = None
+
+    async def serve(
+        self,
+        listen: str,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until :meth:`shutdown`; then let in-flight transactions finish
+        within ``shutdown_grace_s`` and return."""
+        listeners = await open_listeners(listen)
+        self.address = bound_address(listeners)
+        log.info("lmtp listening", extra={"listen": self.address})
+        async with trio.open_nursery() as connections:
+            with trio.CancelScope() as self._listeners_scope:
+                task_status.started(self.address)
+                async with trio.open_nursery() as accepting:
+                    for listener in listeners:
+                        accepting.start_soon(self._accept_loop, listener, connections)
+            for listener in listeners:
+                await listener.aclose()
+            connections.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace_s
+        log.info("lmtp stopped", extra={"listen": self.address})
+
+    @property
+    def closing(self) -> trio.Event:
+        """Set once shutdown began."""
+        return self._closing
+
+    def shutdown(self) -> None:
+        """Stop accepting; idle connections get 421 and in-flight ones may finish."""
+        self._closing.set()
+        if self._listeners_scope is not None:
+            self._listeners_scope.cancel()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            stream = await listener.accept()
+            nursery.start_soon(self.handle, stream)
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """One connection, from greeting to close. Never raises for peer behaviour."""
+        peer = _peer_of(stream)
+        self.active += 1
+        try:
+            session = _Session(self, stream, peer)
+            await session.run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.info("connection lost", extra={"peer": _peer_text(peer)})
+        except Exception:
+            log.exception("connection failed", extra={"peer": _peer_text(peer)})
+        finally:
+            self.active -= 1
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await stream.aclose()
+
+
+class _Session:
+    """The pump for one connection: bytes ↔ protocol events ↔ the core."""
+
+    def __init__(self, server: LmtpServer, stream: trio.abc.Stream, peer: object) -> None:
+        self.server = server
+        self.config = server.config
+        self.stream = stream
+        self.peer = peer
+        self.conn = p.LmtpConnection(
+            hostname=self.config.hostname,
+            max_message_bytes=self.config.max_message_bytes,
+            max_recipients=self.config.max_recipients,
+            max_line_length=self.config.max_line_length,
+        )
+        self.lhlo: str | None = None
+        self.xforward: dict[str, str] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.mail: p.MailFrom | None = None
+        self.accepted: list[RecipientDecision] = []
+        self.pending_rcpt: RecipientDecision | None = None
+        self.spool: SpoolWriter | None = None
+
+    async def run(self) -> None:
+        if not peer_allowed(self.peer, self.config.allow_from):
+            log.warning("peer refused: not in allow-list", extra={"peer": _peer_text(self.peer)})
+            self.conn.refuse(NOT_ALLOWED)
+        elif self.server.active > self.config.max_connections:
+            log.warning("connection refused: limit reached", extra={"peer": _peer_text(self.peer)})
+            self.conn.refuse(TOO_MANY_CONNECTIONS)
+        else:
+            self.conn.greet()
+        try:
+            while not self.conn.closed:
+                event = self.conn.next_event()
+                if isinstance(event, p.NeedData):
+                    if not await self.read_more():
+                        break
+                    continue
+                if isinstance(event, p.Quit | p.ConnectionClosed):
+                    break
+                await self.on_event(event)
+        finally:
+            if self.spool is not None:
+                self.spool.discard()
+            await self.flush()
+
+    async def read_more(self) -> bool:
+        await self.flush()
+        if self.conn.closed:
+            return False
+        idle_transaction = self.mail is None and not self.conn.in_data
+        if self.server.closing.is_set() and idle_transaction:
+            self.conn.refuse(SHUTTING_DOWN)
+            return False
+        timeout = self.config.data_timeout_s if self.conn.in_data else self.config.command_timeout_s
+        data: bytes | None = None
+        with trio.move_on_after(timeout):
+            data = await self._receive_or_shutdown(idle_transaction)
+        if data is None:
+            reply = SHUTTING_DOWN if self.server.closing.is_set() else TIMEOUT
+            log.info("closing connection", extra={"peer": _peer_text(self.peer), "code": reply.code})
+            self.conn.refuse(reply)
+            return False
+        self.conn.receive_data(data)
+        return True
+
+    async def _receive_or_shutdown(self, idle: bool) -> bytes | None:
+        """Next bytes from the peer; None if shutdown began while the session is idle."""
+        if not idle:
+            return await self.stream.receive_some(READ_SIZE)
+        result: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+
+            async def receive() -> None:
+                result.append(await self.stream.receive_some(READ_SIZE))
+                nursery.cancel_scope.cancel()
+
+            async def closing() -> None:
+                await self.server.closing.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(receive)
+            nursery.start_soon(closing)
+        return result[0] if result else None
+
+    async def flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            with trio.move_on_after(self.config.command_timeout_s):
+                await self.stream.send_all(out)
+
+    async def on_event(self, event: object) -> None:
+        match event:
+            case p.Lhlo(hostname=name):
+                self.lhlo = name
+            case p.Xforward(attributes=attributes):
+                self.xforward.update(attributes)
+            case p.MailFrom():
+                self.mail = event
+            case p.RcptTo(address=address):
+                await self.on_rcpt(address)
+            case p.DataStart():
+                self.spool = SpoolWriter(
+                    threshold=self.config.spool_memory_bytes,
+                    directory=str(self.config.spool_dir) if self.config.spool_dir else None,
+                )
+            case p.BodyChunk(data=data):
+                if self.spool is not None:
+                    self.spool.write(data)
+            case p.EndOfData():
+                await self.on_end_of_data()
+            case p.DataAborted(reason=reason):
+                log.warning("message refused", extra={"peer": _peer_text(self.peer), "reason": reason})
+                self.end_transaction()
+            case p.TransactionReset():
+                self.end_transaction()
+
+    async def on_rcpt(self, address: str) -> None:
+        smtputf8 = bool(self.mail and self.mail.smtputf8)
+        try:
+            decision = await trio.to_thread.run_sync(
+                self.server.port.check_recipient, address, smtputf8, limiter=self.server.limiter
+            )
+        except Exception:
+            log.exception("recipient check failed", extra={"peer": _peer_text(self.peer)})
+            decision = RecipientDecision(address, Reply(451, "4.4.3", "Directory temporarily unavailable"))
+        self.conn.answer_rcpt(decision.reply)
+        if decision.accepted:
+            self.accepted.append(decision)
+
+    async def on_end_of_data(self) -> None:
+        assert self.spool is not None and self.mail is not None
+        spool = self.spool.finish()
+        self.spool = None
+        envelope = Envelope(
+            mail_from=self.mail.address,
+            recipients=tuple(self.accepted),
+            smtputf8=self.mail.smtputf8,
+            body=self.mail.body,
+            lhlo=self.lhlo,
+            peer=_peer_text(self.peer),
+            xforward=dict(self.xforward),
+        )
+        with tracer.start_as_current_span("lmtp.transaction") as span:
+            span.set_attribute("lmtp.recipients", len(self.accepted))
+            span.set_attribute("message.size", spool.size)
+            try:
+                outcomes = await trio.to_thread.run_sync(
+                    self.server.port.accept, envelope, spool, limiter=self.server.limiter
+                )
+                replies = _replies_for(self.accepted, outcomes)
+            except Exception:
+                log.exception("accept failed", extra={"peer": _peer_text(self.peer)})
+                replies = [INTERNAL_ERROR] * len(self.accepted)
+            finally:
+                spool.discard()
+        self.conn.answer_data(replies)
+        self.end_transaction()
+
+    def end_transaction(self) -> None:
+        if self.spool is not None:
+            self.spool.discard()
+        self.xforward = {}
+        self.reset()
+
+
+def _replies_for(
+    accepted: Sequence[RecipientDecision], outcomes: Sequence[RecipientOutcome]
+) -> list[Reply]:
+    """The outcomes' replies, checked to be one per accepted recipient in order."""
+    if [o.address for o in outcomes] != [d.address for d in accepted]:
+        log.error("core returned outcomes that do not match the recipients")
+        return [INTERNAL_ERROR] * len(accepted)
+    return [o.reply for o in outcomes]
+
+
+def _peer_of(stream: trio.abc.Stream) -> object:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return "memory"
+    try:
+        peer: object = sock.getpeername()
+    except OSError:
+        return None
+    if sock.family == stdlib_socket.AF_UNIX:
+        return peer if isinstance(peer, str) and peer else "unix"
+    return peer
+
+
+def _peer_text(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)

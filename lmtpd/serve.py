@@ -1,0 +1,128 @@
+"""`ingest serve`: the LMTP server, the milter and (optionally) a supervised worker
+process, in one trio process with graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import trio
+
+from ingest_core import addressing
+from lmtpd.server import LmtpServer, ServerConfig
+
+if TYPE_CHECKING:
+    from ingest_core.ports import InboundChannelPort, RecipientDecision
+    from ingest_core.settings import Settings
+
+log = logging.getLogger("ingest.serve")
+
+
+def server_config(settings: Settings) -> ServerConfig:
+    return ServerConfig(
+        hostname=settings.domains[0],
+        max_message_bytes=settings.max_message_bytes,
+        max_recipients=settings.max_recipients,
+        max_line_length=settings.max_line_length,
+        max_connections=settings.max_connections,
+        command_timeout_s=settings.command_timeout_s,
+        data_timeout_s=settings.data_timeout_s,
+        shutdown_grace_s=settings.shutdown_grace_s,
+        allow_from=settings.lmtp_allow_from,
+        spool_memory_bytes=settings.spool_memory_bytes,
+        spool_dir=settings.spool_dir,
+    )
+
+
+async def run_services(
+    settings: Settings,
+    port: InboundChannelPort,
+    *,
+    milter: bool,
+    worker_env: Mapping[str, str] | None,
+) -> None:
+    """Run until a signal arrives; then drain and return."""
+    server = LmtpServer(port, server_config(settings))
+    async with trio.open_nursery() as nursery:
+
+        async def lmtp(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+            await server.serve(settings.lmtp_listen, task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(_on_signals, server)
+        address = await nursery.start(lmtp)
+        log.info("ready", extra={"lmtp": address})
+        if milter:
+            await nursery.start(_milter, settings, port, server)
+        if worker_env is not None:
+            nursery.start_soon(supervise_worker, worker_env, server)
+
+
+async def _on_signals(server: LmtpServer) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+            server.shutdown()
+            return
+
+
+async def _milter(
+    settings: Settings,
+    port: InboundChannelPort,
+    server: LmtpServer,
+    task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    from lmtpd.milter import serve_milter
+
+    async def check(address: str) -> RecipientDecision:
+        return await trio.to_thread.run_sync(
+            port.check_recipient, address, True, limiter=server.limiter
+        )
+
+    def role(address: str) -> bool:
+        return addressing.is_role_address(address, settings.domains)
+
+    await serve_milter(
+        settings.milter_listen, settings.milter_allow_from, check, role, task_status=task_status
+    )
+
+
+async def supervise_worker(env: Mapping[str, str], server: LmtpServer) -> None:
+    """Keep one `ingest worker` child running until shutdown; stop it with SIGTERM."""
+    backoff = 1.0
+    while not server.closing.is_set():
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "lmtpd.cli", "worker"],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+        )
+        log.info("worker started", extra={"pid": process.pid})
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_shutdown() -> None:
+                    await server.closing.wait()
+                    process.send_signal(signal.SIGTERM)
+
+                nursery.start_soon(stop_on_shutdown)
+                code = await process.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                if process.returncode is None:
+                    process.send_signal(signal.SIGTERM)
+                    with trio.move_on_after(30):
+                        await process.wait()
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+        if server.closing.is_set():
+            return
+        log.warning("worker exited; restarting", extra={"code": code, "backoff_s": backoff})
+        await trio.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)

@@ -157,6 +157,21 @@ def service_check(service: InboundService) -> RecipientCheck:
 ROLE: RoleAddress = functools.partial(is_role_address, domains=DOMAINS)
 
 
+class RunningMilter:
+    """A served milter and the clients a test opened to it (closed at exit)."""
+
+    def __init__(self, bound: str) -> None:
+        self.bound = bound
+        self.streams: list[trio.abc.Stream] = []
+
+    async def client(self) -> MilterClient:
+        stream = await open_stream(self.bound)
+        self.streams.append(stream)
+        client = MilterClient(stream)
+        await client.negotiate()
+        return client
+
+
 @asynccontextmanager
 async def running_milter(
     check: RecipientCheck,
@@ -165,7 +180,7 @@ async def running_milter(
     allow_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOCAL,
     role_address: RoleAddress = ROLE,
     check_timeout_s: float = 20.0,
-) -> AsyncIterator[str]:
+) -> AsyncIterator[RunningMilter]:
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(
             functools.partial(
@@ -177,27 +192,26 @@ async def running_milter(
                 check_timeout_s=check_timeout_s,
             )
         )
+        milter = RunningMilter(bound)
         try:
-            yield bound
+            yield milter
         finally:
+            for stream in milter.streams:
+                await stream.aclose()
             nursery.cancel_scope.cancel()
 
 
-async def open_client(bound: str) -> MilterClient:
+async def open_stream(bound: str) -> trio.abc.Stream:
     if bound.startswith("unix:"):
-        stream: trio.abc.Stream = await trio.open_unix_socket(bound[len("unix:") :])
-    else:
-        host, _, port = bound.rpartition(":")
-        stream = await trio.open_tcp_stream(host.strip("[]"), int(port))
-    client = MilterClient(stream)
-    await client.negotiate()
-    return client
+        return await trio.open_unix_socket(bound[len("unix:") :])
+    host, _, port = bound.rpartition(":")
+    return await trio.open_tcp_stream(host.strip("[]"), int(port))
 
 
 async def test_negotiation_asks_for_rcpt_only_and_offers_no_manipulation() -> None:
     service, _ = memory_service()
-    async with running_milter(service_check(service)) as bound:
-        client = await open_client(bound)
+    async with running_milter(service_check(service)) as milter:
+        client = await milter.client()
     assert not client.protocol & NORCPT
     assert not client.protocol & NR_RCPT
     for skipped in (NOCONNECT, NOHELO, NOMAIL):
@@ -221,8 +235,8 @@ async def test_negotiation_asks_for_rcpt_only_and_offers_no_manipulation() -> No
 )
 async def test_rcpt_gets_the_lmtp_rules_verdict(recipient: str, kind: bytes, text: str) -> None:
     service, _ = memory_service()
-    async with running_milter(service_check(service)) as bound:
-        client = await open_client(bound)
+    async with running_milter(service_check(service)) as milter:
+        client = await milter.client()
         (reply,) = await client.transaction(recipient)
     assert (reply.kind, reply.text) == (kind, text)
 
@@ -239,8 +253,8 @@ async def test_role_addresses_pass_even_though_the_check_would_refuse_them() -> 
         return await check(address)
 
     # ... the milter must let them through without asking.
-    async with running_milter(recording) as bound:
-        client = await open_client(bound)
+    async with running_milter(recording) as milter:
+        client = await milter.client()
         replies = await client.transaction("abuse@orders.localhost", "orders+acme@orders.localhost")
     assert [r.kind for r in replies] == [b"c", b"c"]
     assert asked == ["orders+acme@orders.localhost"]
@@ -248,8 +262,8 @@ async def test_role_addresses_pass_even_though_the_check_would_refuse_them() -> 
 
 async def test_mixed_recipients_in_one_session_each_get_their_own_verdict() -> None:
     service, _ = memory_service()
-    async with running_milter(service_check(service)) as bound:
-        client = await open_client(bound)
+    async with running_milter(service_check(service)) as milter:
+        client = await milter.client()
         replies = await client.transaction(
             "orders+acme@orders.localhost",
             "orders+nope@orders.localhost",
@@ -266,8 +280,8 @@ async def test_mixed_recipients_in_one_session_each_get_their_own_verdict() -> N
 async def test_directory_unreachable_is_a_temporary_failure() -> None:
     service, directory = memory_service()
     directory.unavailable = True
-    async with running_milter(service_check(service)) as bound:
-        client = await open_client(bound)
+    async with running_milter(service_check(service)) as milter:
+        client = await milter.client()
         (reply,) = await client.transaction("orders+acme@orders.localhost")
     assert reply.kind == b"y"
     assert reply.text.startswith("451 4.4.3 ")
@@ -280,8 +294,8 @@ async def test_a_failing_check_is_a_451_without_leaking_its_text(
         raise RuntimeError("secret-internal-detail")
 
     with caplog.at_level(logging.ERROR, logger="ingest.milter"):
-        async with running_milter(broken) as bound:
-            client = await open_client(bound)
+        async with running_milter(broken) as milter:
+            client = await milter.client()
             first = await client.transaction("orders+acme@orders.localhost")
             # the session survives the failure
             second = await client.rcpt("orders+globex@orders.localhost")
@@ -298,8 +312,8 @@ async def test_a_raising_role_check_is_a_451_too() -> None:
     def broken_role(address: str) -> bool:
         raise ValueError("boom")
 
-    async with running_milter(service_check(service), role_address=broken_role) as bound:
-        client = await open_client(bound)
+    async with running_milter(service_check(service), role_address=broken_role) as milter:
+        client = await milter.client()
         (reply,) = await client.transaction("orders+acme@orders.localhost")
     assert reply.text.startswith("451 4.4.3 ")
 
@@ -309,8 +323,8 @@ async def test_a_check_that_never_answers_is_cut_off_with_a_451() -> None:
         await trio.sleep_forever()
         raise AssertionError("unreachable")
 
-    async with running_milter(hangs, check_timeout_s=0.05) as bound:
-        client = await open_client(bound)
+    async with running_milter(hangs, check_timeout_s=0.05) as milter:
+        client = await milter.client()
         (reply,) = await client.transaction("orders+acme@orders.localhost")
     assert reply.text.startswith("451 4.4.3 ")
 
@@ -321,17 +335,16 @@ async def test_peer_outside_the_allow_list_is_closed_before_any_milter_byte(
     service, _ = memory_service()
     only_elsewhere = (ipaddress.ip_network("192.0.2.0/24"),)
     with caplog.at_level(logging.WARNING, logger="ingest.milter"):
-        async with running_milter(service_check(service), allow_from=only_elsewhere) as bound:
-            host, _, port = bound.rpartition(":")
-            stream = await trio.open_tcp_stream(host, int(port))
+        async with running_milter(service_check(service), allow_from=only_elsewhere) as milter:
+            stream = await open_stream(milter.bound)
             received = b""
-            try:
-                await stream.send_all(struct.pack("!I", 13) + b"O" + b"\x00" * 12)
-                while chunk := await stream.receive_some(65536):
-                    received += chunk
-            except trio.BrokenResourceError:
-                pass  # a reset is as good as a close: nothing was said
-            await stream.aclose()
+            async with stream:
+                try:
+                    await stream.send_all(struct.pack("!I", 13) + b"O" + b"\x00" * 12)
+                    while chunk := await stream.receive_some(65536):
+                        received += chunk
+                except trio.BrokenResourceError:
+                    pass  # a reset is as good as a close: nothing was said
     assert received == b""
     assert any("peer not allowed" in r.getMessage() for r in caplog.records)
 
@@ -342,9 +355,9 @@ async def test_unix_socket_listener(tmp_path: Path) -> None:
     # Unix peers have no address; the allow-list does not apply to them.
     async with running_milter(
         service_check(service), listen=f"unix:{path}", allow_from=()
-    ) as bound:
-        assert bound == f"unix:{path}"
-        client = await open_client(bound)
+    ) as milter:
+        assert milter.bound == f"unix:{path}"
+        client = await milter.client()
         (reply,) = await client.transaction("orders+nope@orders.localhost")
     assert reply.text == "550 5.1.1 No such mailbox"
 
@@ -355,21 +368,24 @@ async def test_shutdown_closes_open_sessions() -> None:
         bound = await nursery.start(
             functools.partial(serve_milter, "127.0.0.1:0", LOCAL, service_check(service), ROLE)
         )
-        client = await open_client(bound)
+        stream = await open_stream(bound)
+        client = MilterClient(stream)
+        await client.negotiate()
         (reply,) = await client.transaction("orders+acme@orders.localhost")
         assert reply.kind == b"c"
         nursery.cancel_scope.cancel()
     # serve_milter returned; the open session was closed, not left dangling.
-    with pytest.raises((EOFError, trio.BrokenResourceError)):
-        await client.rcpt("orders+acme@orders.localhost")
+    async with stream:
+        with pytest.raises((EOFError, trio.BrokenResourceError)):
+            await client.rcpt("orders+acme@orders.localhost")
 
 
 async def test_listen_on_a_taken_port_raises_oserror() -> None:
     service, _ = memory_service()
     check = service_check(service)
-    async with running_milter(check) as bound, trio.open_nursery() as nursery:
+    async with running_milter(check) as milter, trio.open_nursery() as nursery:
         with pytest.raises(OSError, match="in use"):
-            await nursery.start(functools.partial(serve_milter, bound, LOCAL, check, ROLE))
+            await nursery.start(functools.partial(serve_milter, milter.bound, LOCAL, check, ROLE))
 
 
 @pytest.mark.parametrize(

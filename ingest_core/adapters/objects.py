@@ -1,0 +1,344 @@
+"""``BlobStore`` adapters: a local folder, and S3 through obstore.
+
+Keys are ours (``raw/<org>/<sha256>.eml``, content addressed), never sender
+text, so a put of an existing key whose size matches is a no-op.
+
+The local store is written by hand rather than with obstore's ``LocalStore``:
+that one renames ``<key>#1`` into place without any fsync, and syncing only
+after the rename would leave a window in which a crash keeps a final-named but
+incomplete object that a later put takes for the real one. Here the bytes go to
+a temporary file in the target folder, which is fsync'd, renamed into place, and
+then the folder (and the parent of every folder just created) is fsync'd: a key
+only ever names complete, durable bytes.
+
+S3 calls are bounded by obstore's HTTP client deadlines and a short retry
+budget: one call gives up after at most about twice ``timeout_s``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
+
+import obstore
+from obstore.exceptions import BaseError as ObstoreError
+from obstore.exceptions import NotFoundError
+from obstore.store import S3Store
+
+from ingest_core.errors import ConfigError, ObjectNotFound, StoreUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from ingest_core.spool import Spool
+
+# The seam through which tests count syncs; the local store calls nothing else.
+_fsync = os.fsync
+
+_COPY_CHUNK = 1 << 20
+_READ_CHUNK = 256 << 10
+# Multipart part size and parts in flight: memory per S3 put stays near 10 MiB.
+_PART_SIZE = 5 << 20
+_PARTS_IN_FLIGHT = 2
+_KEY = re.compile(r"[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*")
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could leave the store's root or collide with temp files."""
+    if not _KEY.fullmatch(key) or any(
+        part in (".", "..") or part.startswith(".tmp-") for part in key.split("/")
+    ):
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+class LocalObjectStore:
+    """Objects as files under ``root``; every put is durable on return."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+
+    def put(self, key: str, spool: Spool) -> None:
+        with spool.open() as source:
+            self.put_file(key, source, spool.size)
+
+    def put_file(self, key: str, source: BinaryIO, size: int) -> None:
+        path = self._path(key)
+        try:
+            if _size_or_none(path) == size:
+                # Already there; its folder entry may predate a failed sync.
+                _fsync_dir(path.parent)
+                return
+            created = _make_dirs(path.parent)
+            self._write_atomically(path, source, size)
+            for folder in {path.parent, *(made.parent for made in created)}:
+                _fsync_dir(folder)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"local object store: writing {key} failed ({type(exc).__name__})"
+            ) from exc
+
+    @staticmethod
+    def _write_atomically(path: Path, source: BinaryIO, size: int) -> None:
+        fd, temp_name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as target:
+                written = _copy(source, target)
+                if written != size:
+                    raise StoreUnavailable(
+                        f"local object store: got {written} bytes for {path.name}, expected {size}"
+                    )
+                target.flush()
+                _fsync(target.fileno())
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"local object store: opening {key} failed ({type(exc).__name__})"
+            ) from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self._path(key).is_file()
+        except OSError as exc:
+            raise StoreUnavailable(f"local object store: checking {key} failed") from exc
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+
+class S3ObjectStore:
+    """Objects in an S3 bucket (or an S3-compatible server) under an optional prefix."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        region: str | None = None,
+        allow_http: bool = False,
+        timeout_s: float = 60.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ConfigError(f"S3 object store URL must look like s3://bucket/prefix, not {url!r}")
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/") or None
+        config = {
+            "endpoint": endpoint,
+            "access_key_id": access_key_id,
+            "secret_access_key": secret_access_key,
+            "session_token": session_token,
+            "region": region,
+        }
+        try:
+            self._store = S3Store(
+                self.bucket,
+                prefix=self.prefix,
+                client_options={
+                    "timeout": timedelta(seconds=timeout_s),
+                    "connect_timeout": timedelta(seconds=min(timeout_s, 5.0)),
+                    "allow_http": allow_http,
+                },
+                retry_config={"max_retries": 2, "retry_timeout": timedelta(seconds=timeout_s)},
+                **{k: v for k, v in config.items() if v is not None},  # type: ignore[arg-type]
+            )
+        except (ObstoreError, ValueError) as exc:
+            raise ConfigError(f"invalid S3 object store configuration for {url!r}") from exc
+
+    @classmethod
+    def from_env(
+        cls, url: str, *, environ: Mapping[str, str] | None = None, timeout_s: float = 60.0
+    ) -> S3ObjectStore:
+        """Endpoint and credentials from ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
+        ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` (or
+        ``AWS_DEFAULT_REGION``) and ``AWS_ALLOW_HTTP``."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        return cls(
+            url,
+            endpoint=get("AWS_ENDPOINT_URL"),
+            access_key_id=get("AWS_ACCESS_KEY_ID"),
+            secret_access_key=get("AWS_SECRET_ACCESS_KEY"),
+            session_token=get("AWS_SESSION_TOKEN"),
+            region=get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
+            allow_http=(get("AWS_ALLOW_HTTP") or "").lower() in ("1", "true", "yes"),
+            timeout_s=timeout_s,
+        )
+
+    def put(self, key: str, spool: Spool) -> None:
+        with spool.open() as source:
+            self.put_file(key, source, spool.size)
+
+    def put_file(self, key: str, source: BinaryIO, size: int) -> None:
+        check_key(key)
+        with _s3_errors("writing", key):
+            if self._size_or_none(key) == size:
+                return
+            body: BinaryIO | Iterator[bytes]
+            if source.seekable():
+                _check_remaining(source, size, key)
+                body = source
+            else:
+                body = _counted_chunks(source, size, key)
+            obstore.put(
+                self._store,
+                key,
+                body,
+                chunk_size=_PART_SIZE,
+                max_concurrency=_PARTS_IN_FLIGHT,
+            )
+
+    def open(self, key: str) -> BinaryIO:
+        check_key(key)
+        with _s3_errors("opening", key):
+            result = obstore.get(self._store, key)
+            stream = result.stream(min_chunk_size=_READ_CHUNK)
+        return io.BufferedReader(_StreamReader(stream, key), buffer_size=_READ_CHUNK)
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        with _s3_errors("checking", key):
+            return self._size_or_none(key) is not None
+
+    def _size_or_none(self, key: str) -> int | None:
+        try:
+            return int(obstore.head(self._store, key)["size"])
+        except (NotFoundError, FileNotFoundError):
+            return None
+
+
+class _StreamReader(io.RawIOBase):
+    """A raw, forward-only reader over obstore's chunk iterator."""
+
+    def __init__(self, chunks: Iterator[Any], key: str) -> None:
+        self._chunks = chunks
+        self._key = key
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            with _s3_errors("reading", self._key):
+                chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(bytes(chunk))
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+
+@contextmanager
+def _s3_errors(action: str, key: str) -> Iterator[None]:
+    """Map obstore's exceptions for one key onto the core's."""
+    try:
+        yield
+    except (StoreUnavailable, ObjectNotFound):
+        raise
+    except (NotFoundError, FileNotFoundError) as exc:
+        raise ObjectNotFound(key) from exc
+    except (ObstoreError, OSError) as exc:
+        raise StoreUnavailable(
+            f"S3 object store: {action} {key} failed ({type(exc).__name__})"
+        ) from exc
+
+
+def object_store_from_url(
+    url: str | None,
+    default_root: Path,
+    *,
+    timeout_s: float = 60.0,
+    environ: Mapping[str, str] | None = None,
+) -> LocalObjectStore | S3ObjectStore:
+    """``None`` → the folder ``default_root``; ``file:///abs/path``; ``s3://bucket/prefix``
+    (endpoint and credentials from ``AWS_*`` in ``environ``, default os.environ)."""
+    if url is None:
+        return LocalObjectStore(default_root)
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"object store URL must be file:///absolute/path, not {url!r}")
+        return LocalObjectStore(Path(parts.path))
+    if parts.scheme == "s3":
+        return S3ObjectStore.from_env(url, environ=environ, timeout_s=timeout_s)
+    raise ConfigError(f"unsupported object store URL {url!r}: use file:///… or s3://bucket/…")
+
+
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """``mkdir -p`` that reports which folders it created (their parents need a sync)."""
+    missing: list[Path] = []
+    probe = folder
+    while not probe.is_dir():
+        missing.append(probe)
+        probe = probe.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+    return missing
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy(source: BinaryIO, target: BinaryIO) -> int:
+    written = 0
+    while chunk := source.read(_COPY_CHUNK):
+        target.write(chunk)
+        written += len(chunk)
+    return written
+
+
+def _check_remaining(source: BinaryIO, size: int, key: str) -> None:
+    start = source.tell()
+    end = source.seek(0, io.SEEK_END)
+    source.seek(start)
+    if end - start != size:
+        raise StoreUnavailable(f"S3 object store: {key} has {end - start} bytes, expected {size}")
+
+
+def _counted_chunks(source: BinaryIO, size: int, key: str) -> Iterator[bytes]:
+    """Chunks of a non-seekable stream; a short or long stream aborts the upload."""
+    seen = 0
+    while chunk := source.read(_PART_SIZE):
+        seen += len(chunk)
+        if seen > size:
+            break
+        yield chunk
+    if seen != size:
+        raise StoreUnavailable(f"S3 object store: {key} stream size differs from {size}")

@@ -1,0 +1,272 @@
+"""``MessageRepository`` on Postgres (DESIGN §4 step 3, §5).
+
+Every method is one short transaction on a pooled connection; the pool's
+context manager commits on success and rolls back on error. Reads that serve a
+tenant filter on ``org_id`` in SQL, so another tenant's rows never leave the
+database.
+
+The rest of the Postgres adapter lives beside this module: ``pg_common``
+(deadlines, pool, error mapping), ``pg_migrate`` (schema), ``tenants``
+(directory and administration) and ``pg_embedded`` (the default local server).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ingest_core.adapters.pg_common import Pool, clean_text, database_errors, open_pool
+from ingest_core.adapters.pg_migrate import migrate
+from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin, TenantError
+from ingest_core.model import (
+    Attachment,
+    MessageStatus,
+    NewMessage,
+    Recorded,
+    RecordKind,
+    StoredMessage,
+)
+
+if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    import psycopg
+
+__all__ = [
+    "PostgresMessageRepository",
+    "PostgresTenantDirectory",
+    "TenantAdmin",
+    "TenantError",
+    "migrate",
+    "open_pool",
+]
+
+_MESSAGE_COLUMNS = (
+    "id", "org_id", "source_message_id", "sha256", "content_sha256", "size_bytes",
+    "raw_object_key", "envelope_from", "envelope_recipient", "subject", "from_header",
+    "received_at", "status", "attempts", "claimed_at", "last_error", "parser_version",
+    "processed_at", "client_address", "client_helo", "postfix_queue_id",
+)  # fmt: skip
+_MESSAGE_SELECT = ", ".join(_MESSAGE_COLUMNS)
+
+_INSERT_MESSAGE = """
+INSERT INTO inbound_message (
+    org_id, source, source_message_id, message_id_header, sha256, content_sha256,
+    size_bytes, raw_object_key, envelope_from, envelope_recipient, subject, from_header,
+    received_at, client_address, client_helo, postfix_queue_id
+) VALUES (
+    %(org_id)s, %(source)s, %(source_message_id)s, %(message_id_header)s, %(sha256)s,
+    %(content_sha256)s, %(size_bytes)s, %(raw_object_key)s, %(envelope_from)s,
+    %(envelope_recipient)s, %(subject)s, %(from_header)s, %(received_at)s,
+    %(client_address)s, %(client_helo)s, %(postfix_queue_id)s
+)
+ON CONFLICT (org_id, source, source_message_id) DO NOTHING
+RETURNING id
+"""
+
+_FIND_BY_SOURCE = """
+SELECT id, content_sha256 FROM inbound_message
+WHERE org_id = %s AND source = %s AND source_message_id = %s
+"""
+
+_CLAIM = f"""
+UPDATE inbound_message
+SET status = 'PROCESSING', attempts = attempts + 1, claimed_at = now()
+WHERE id = %s
+  AND (status = 'RECEIVED'
+       OR (status = 'PROCESSING' AND claimed_at < now() - make_interval(secs => %s)))
+RETURNING {_MESSAGE_SELECT}
+"""
+
+# The attachment takes org_id from its message row, so the two cannot disagree.
+_INSERT_ATTACHMENT = """
+INSERT INTO inbound_attachment (
+    inbound_message_id, org_id, part_path, filename, content_type, disposition,
+    size_bytes, sha256, object_key, notes
+)
+SELECT id, org_id, %s, %s, %s, %s, %s, %s, %s, %s FROM inbound_message WHERE id = %s
+ON CONFLICT (inbound_message_id, part_path) DO NOTHING
+"""
+
+_ATTACHMENT_SELECT = """
+SELECT part_path, content_type, disposition, filename, size_bytes, sha256, object_key, notes
+FROM inbound_attachment
+WHERE inbound_message_id = %s AND org_id = %s
+ORDER BY part_path COLLATE "C"
+"""
+
+# Bounds what one failure can add to a row; the full error is in the worker's log.
+MAX_ERROR_CHARS = 4000
+
+
+class PostgresMessageRepository:
+    """``MessageRepository`` on a shared connection pool. Raises StoreUnavailable."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    def record_received(self, message: NewMessage) -> Recorded:
+        params = _insert_params(message)
+        with database_errors("record message"), self._pool.connection() as conn:
+            inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
+            if inserted is not None:
+                return Recorded(RecordKind.CREATED, inserted[0])
+            existing = self._find(conn, params)
+            if existing[1] == params["content_sha256"]:
+                return Recorded(RecordKind.DUPLICATE, existing[0])
+            # Same Message-ID, other content: its own row under a derived id.
+            params["source_message_id"] = (
+                f"{params['source_message_id']}#{params['content_sha256'][:16]}"
+            )
+            inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
+            if inserted is not None:
+                return Recorded(RecordKind.CONFLICT_STORED, inserted[0])
+            return Recorded(RecordKind.DUPLICATE, self._find(conn, params)[0])
+
+    @staticmethod
+    def _find(conn: psycopg.Connection[Any], params: dict[str, Any]) -> tuple[Any, ...]:
+        """The row an insert just conflicted with (rows are never deleted, and
+        READ COMMITTED lets this statement see the committed winner)."""
+        row: tuple[Any, ...] | None = conn.execute(
+            _FIND_BY_SOURCE,
+            (params["org_id"], params["source"], params["source_message_id"]),
+        ).fetchone()
+        if row is None:  # pragma: no cover - only if a row was deleted in between
+            raise LookupError("conflicting inbound_message row vanished")
+        return row
+
+    def get(self, org_id: uuid.UUID, message_id: uuid.UUID) -> StoredMessage | None:
+        with database_errors("read message"), self._pool.connection() as conn:
+            row = conn.execute(
+                f"SELECT {_MESSAGE_SELECT} FROM inbound_message WHERE id = %s AND org_id = %s",
+                (message_id, org_id),
+            ).fetchone()
+        return _stored(row) if row is not None else None
+
+    def claim(self, message_id: uuid.UUID, lease_s: float) -> StoredMessage | None:
+        """The conditional UPDATE is the lock: of two concurrent claimers, the
+        second re-checks the row after the first commits and matches nothing."""
+        with database_errors("claim message"), self._pool.connection() as conn:
+            row = conn.execute(_CLAIM, (message_id, float(lease_s))).fetchone()
+        return _stored(row) if row is not None else None
+
+    def finish(
+        self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
+    ) -> None:
+        """Attachments and the PROCESSED mark commit together; running it again
+        adds nothing (the part path is unique per message)."""
+        rows = [_attachment_params(message_id, a) for a in attachments]
+        with database_errors("finish message"), self._pool.connection() as conn:
+            if rows:
+                with conn.cursor() as cursor:
+                    cursor.executemany(_INSERT_ATTACHMENT, rows)
+            conn.execute(
+                "UPDATE inbound_message SET status = 'PROCESSED', processed_at = now(),"
+                " parser_version = %s, last_error = NULL WHERE id = %s",
+                (parser_version, message_id),
+            )
+
+    def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
+        status = MessageStatus.FAILED if final else MessageStatus.RECEIVED
+        with database_errors("record failure"), self._pool.connection() as conn:
+            conn.execute(
+                "UPDATE inbound_message SET status = %s, last_error = %s, claimed_at = NULL"
+                " WHERE id = %s",
+                (status.value, clean_text(error[:MAX_ERROR_CHARS]), message_id),
+            )
+
+    def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]:
+        with database_errors("list attachments"), self._pool.connection() as conn:
+            rows = conn.execute(_ATTACHMENT_SELECT, (message_id, org_id)).fetchall()
+        return [_attachment(row) for row in rows]
+
+    def stale(self, received_before: datetime, claimed_before: datetime) -> list[uuid.UUID]:
+        with database_errors("find stale messages"), self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id FROM inbound_message WHERE status = 'RECEIVED' AND received_at < %s"
+                " UNION ALL"
+                " SELECT id FROM inbound_message"
+                " WHERE status = 'PROCESSING' AND claimed_at < %s",
+                (received_before, claimed_before),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def reset_for_replay(self, message_id: uuid.UUID) -> bool:
+        with database_errors("reset message"), self._pool.connection() as conn:
+            cursor = conn.execute(
+                "UPDATE inbound_message SET status = 'RECEIVED', attempts = 0, claimed_at = NULL"
+                " WHERE id = %s",
+                (message_id,),
+            )
+            return cursor.rowcount == 1
+
+    def ids_with_status(self, status: MessageStatus, org_id: uuid.UUID | None) -> list[uuid.UUID]:
+        with database_errors("list messages"), self._pool.connection() as conn:
+            if org_id is None:
+                rows = conn.execute(
+                    "SELECT id FROM inbound_message WHERE status = %s ORDER BY received_at, id",
+                    (status.value,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT id FROM inbound_message WHERE status = %s AND org_id = %s"
+                    " ORDER BY received_at, id",
+                    (status.value, org_id),
+                ).fetchall()
+        return [row[0] for row in rows]
+
+
+def _insert_params(message: NewMessage) -> dict[str, Any]:
+    return {
+        "org_id": message.org_id,
+        "source": message.source,
+        "source_message_id": clean_text(message.source_message_id),
+        "message_id_header": clean_text(message.message_id_header),
+        "sha256": message.sha256,
+        "content_sha256": message.content_sha256,
+        "size_bytes": message.size_bytes,
+        "raw_object_key": message.raw_object_key,
+        "envelope_from": clean_text(message.envelope_from),
+        "envelope_recipient": clean_text(message.envelope_recipient),
+        "subject": clean_text(message.subject),
+        "from_header": clean_text(message.from_header),
+        "received_at": message.received_at,
+        "client_address": clean_text(message.client_address),
+        "client_helo": clean_text(message.client_helo),
+        "postfix_queue_id": clean_text(message.postfix_queue_id),
+    }
+
+
+def _attachment_params(message_id: uuid.UUID, attachment: Attachment) -> tuple[Any, ...]:
+    return (
+        attachment.part_path,
+        clean_text(attachment.filename),
+        clean_text(attachment.content_type),
+        clean_text(attachment.disposition),
+        attachment.size_bytes,
+        attachment.sha256,
+        attachment.object_key,
+        [clean_text(note) for note in attachment.notes],
+        message_id,
+    )
+
+
+def _stored(row: tuple[Any, ...]) -> StoredMessage:
+    fields = dict(zip(_MESSAGE_COLUMNS, row, strict=True))
+    fields["status"] = MessageStatus(fields["status"])
+    return StoredMessage(**fields)
+
+
+def _attachment(row: tuple[Any, ...]) -> Attachment:
+    part_path, content_type, disposition, filename, size, sha256, object_key, notes = row
+    return Attachment(
+        part_path=part_path,
+        content_type=content_type,
+        disposition=disposition,
+        filename=filename,
+        size_bytes=size,
+        sha256=sha256,
+        object_key=object_key,
+        notes=tuple(notes),
+    )

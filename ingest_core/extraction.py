@@ -1,0 +1,225 @@
+"""The extraction use case the worker runs for one message id.
+
+claim → copy the raw object to a local spool file → parse with limits →
+store each attachment content-addressed, one at a time → record them and mark
+PROCESSED. Errors split in two:
+
+* permanent (a manifest limit, a message broken beyond repair, the raw object
+  missing): FAILED at once, retrying cannot help;
+* transient (store or database unavailable, anything unexpected): back to
+  RECEIVED and ``RetryLater`` for the task to reschedule, until ``attempts``
+  (the database column, counted by each claim) reaches the retry limit.
+
+A row that keeps getting reclaimed without ever finishing (a worker killed by
+every attempt) is given up once its attempts exceed the limit.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+
+from ingest_core.errors import IngestError, ObjectNotFound, StoreUnavailable
+from ingest_core.mime import ManifestError, MimeLimits, iter_attachments, parse_message
+
+if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Callable
+
+    from ingest_core.model import Attachment, StoredMessage
+    from ingest_core.ports import BlobStore, JobQueue, MessageRepository
+    from ingest_core.settings import Settings
+
+PARSER_VERSION = "mime-1"
+COPY_CHUNK = 1 << 20
+RETRY_BASE_S = 30.0
+RETRY_CAP_S = 3600.0
+
+log = logging.getLogger("ingest.extraction")
+tracer = trace.get_tracer(__name__)
+
+
+class Outcome(enum.StrEnum):
+    PROCESSED = "processed"
+    SKIPPED = "skipped"  # not claimable: done, failed, or another worker holds it
+    FAILED = "failed"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractionResult:
+    message_id: uuid.UUID
+    outcome: Outcome
+    org_id: uuid.UUID | None = None
+    attempts: int = 0
+    attachments: tuple[Attachment, ...] = ()
+    error: str | None = None
+    defects: tuple[str, ...] = ()
+
+
+class RetryLater(IngestError):
+    """Extraction hit a temporary failure; run the task again after ``delay_s``."""
+
+    def __init__(self, message_id: uuid.UUID, attempts: int, reason: str) -> None:
+        super().__init__(f"extraction of {message_id} to be retried: {reason}")
+        self.message_id = message_id
+        self.attempts = attempts
+        self.delay_s = retry_delay(attempts)
+
+
+def retry_delay(
+    attempts: int, *, base_s: float = RETRY_BASE_S, cap_s: float = RETRY_CAP_S
+) -> float:
+    """Exponential backoff: base, twice base, four times base … at most ``cap_s``."""
+    exponent = min(max(attempts, 1) - 1, 32)
+    return float(min(cap_s, base_s * 2**exponent))
+
+
+def extract_message(
+    message_id: uuid.UUID,
+    *,
+    repo: MessageRepository,
+    store: BlobStore,
+    settings: Settings,
+    clock: Callable[[], float] = time.perf_counter,
+) -> ExtractionResult:
+    """Extract one message. Raises RetryLater when the task should run again."""
+    started = clock()
+    with tracer.start_as_current_span("extract") as span:
+        span.set_attribute("ingest.message_id", str(message_id))
+        result = _run(message_id, repo, store, settings)
+        duration_ms = round((clock() - started) * 1000, 3)
+        _report(span, result, duration_ms)
+    if result.outcome is Outcome.RETRY:
+        raise RetryLater(message_id, result.attempts, result.error or "temporary failure")
+    return result
+
+
+def _run(
+    message_id: uuid.UUID, repo: MessageRepository, store: BlobStore, settings: Settings
+) -> ExtractionResult:
+    try:
+        row = repo.claim(message_id, settings.claim_lease_s)
+    except StoreUnavailable as exc:
+        return ExtractionResult(message_id, Outcome.RETRY, error=f"claim failed: {exc}")
+    if row is None:
+        return ExtractionResult(message_id, Outcome.SKIPPED)
+    if row.attempts > settings.extract_retries:
+        return _fail(repo, row, f"gave up after {row.attempts - 1} attempts", final=True)
+    try:
+        attachments, defects = _extract(row, store, settings)
+        repo.finish(row.id, attachments, PARSER_VERSION)
+    except (ManifestError, ObjectNotFound) as exc:
+        return _fail(repo, row, _describe(exc), final=True)
+    except StoreUnavailable as exc:
+        return _fail(repo, row, _describe(exc), final=row.attempts >= settings.extract_retries)
+    except Exception as exc:
+        log.warning("unexpected extraction error", extra=_where(row, exc))
+        return _fail(repo, row, _describe(exc), final=row.attempts >= settings.extract_retries)
+    return ExtractionResult(
+        row.id, Outcome.PROCESSED, row.org_id, row.attempts, tuple(attachments), None, defects
+    )
+
+
+def _extract(
+    row: StoredMessage, store: BlobStore, settings: Settings
+) -> tuple[list[Attachment], tuple[str, ...]]:
+    limits = MimeLimits.from_settings(settings)
+    spool_dir = str(settings.spool_dir) if settings.spool_dir is not None else None
+    with tempfile.TemporaryDirectory(prefix="extract-", dir=spool_dir) as tmp:
+        workdir = Path(tmp)
+        raw = workdir / "raw.eml"
+        with store.open(row.raw_object_key) as source, raw.open("wb") as target:
+            shutil.copyfileobj(source, target, COPY_CHUNK)
+        with raw.open("rb") as source:
+            parsed = parse_message(source, limits)
+        attachments: list[Attachment] = []
+        for extracted in iter_attachments(parsed.message, limits, workdir):
+            attachment = extracted.entry.to_attachment(row.org_id)
+            if not store.exists(attachment.object_key):
+                with extracted.open() as stream:
+                    store.put_file(attachment.object_key, stream, attachment.size_bytes)
+            attachments.append(attachment)
+    return attachments, parsed.defects
+
+
+def _fail(
+    repo: MessageRepository, row: StoredMessage, error: str, *, final: bool
+) -> ExtractionResult:
+    try:
+        repo.fail(row.id, error, final=final)
+    except StoreUnavailable:
+        # The row stays PROCESSING; its lease runs out and the sweeper re-enqueues it.
+        return ExtractionResult(row.id, Outcome.RETRY, row.org_id, row.attempts, error=error)
+    outcome = Outcome.FAILED if final else Outcome.RETRY
+    return ExtractionResult(row.id, outcome, row.org_id, row.attempts, error=error)
+
+
+def _describe(exc: Exception) -> str:
+    """Error text for ``last_error``: our own messages, only the type of others
+    (third-party texts may quote message bytes)."""
+    if isinstance(exc, IngestError):
+        return f"{type(exc).__name__}: {exc}"[:500]
+    return f"internal error ({type(exc).__name__})"
+
+
+def _where(row: StoredMessage, exc: Exception) -> dict[str, object]:
+    frames = traceback.extract_tb(exc.__traceback__)
+    location = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    return {
+        "message_id": str(row.id),
+        "org_id": str(row.org_id),
+        "error_type": type(exc).__name__,
+        "location": location,
+    }
+
+
+def _report(span: trace.Span, result: ExtractionResult, duration_ms: float) -> None:
+    fields: dict[str, object] = {
+        "message_id": str(result.message_id),
+        "org_id": str(result.org_id) if result.org_id else None,
+        "attachments": len(result.attachments),
+        "attempts": result.attempts,
+        "duration_ms": duration_ms,
+        "outcome": str(result.outcome),
+        "parser_version": PARSER_VERSION,
+        "error": result.error,
+        "defects": list(result.defects),
+    }
+    for name, value in fields.items():
+        if value is not None and name != "defects":
+            span.set_attribute(f"ingest.{name}", value)  # type: ignore[arg-type]
+    if result.outcome in (Outcome.FAILED, Outcome.RETRY):
+        span.set_status(trace.StatusCode.ERROR, result.error)
+    level = logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO
+    log.log(level, "extraction %s", result.outcome, extra=fields)
+
+
+def sweep(
+    repo: MessageRepository,
+    queue: JobQueue,
+    settings: Settings,
+    now: datetime | None = None,
+) -> list[uuid.UUID]:
+    """Re-enqueue RECEIVED rows older than ``sweep_age_s`` and PROCESSING rows
+    whose claim is older than ``claim_lease_s``. Raises QueueUnavailable if the
+    queue refuses (the rest are found again by the next sweep)."""
+    now = now or datetime.now(UTC)
+    stale = repo.stale(
+        received_before=now - timedelta(seconds=settings.sweep_age_s),
+        claimed_before=now - timedelta(seconds=settings.claim_lease_s),
+    )
+    for message_id in stale:
+        queue.enqueue_extraction(message_id)
+    log.info("sweep re-enqueued %d messages", len(stale), extra={"requeued": len(stale)})
+    return stale

@@ -1,0 +1,82 @@
+"""``JobQueue`` on huey: a SQLite file by default, Redis when configured.
+
+Jobs carry a message id and nothing else; the task itself (``ingest.extract``)
+is defined in ``ingest_core.tasks`` and handed to ``HueyJobQueue``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import redis
+from huey import RedisHuey, SqliteHuey
+from huey.exceptions import HueyException
+
+from ingest_core.errors import ConfigError, QueueUnavailable
+
+if TYPE_CHECKING:
+    import uuid
+
+DEFAULT_NAME = "ingest"
+
+
+def huey_from_url(
+    url: str | None,
+    default_path: Path,
+    *,
+    name: str = DEFAULT_NAME,
+    timeout_s: float = 60.0,
+    **options: Any,
+) -> Any:
+    """A huey instance: ``None`` → SQLite at ``default_path``;
+    ``sqlite:////abs/queue.db``; ``redis://host:port/db`` (or ``rediss://``).
+
+    ``timeout_s`` bounds SQLite's wait for a busy database and each Redis socket
+    operation. ``options`` go to huey (e.g. ``results=False``, ``immediate=True``).
+    """
+    if url is None:
+        return _sqlite(default_path, name, timeout_s, options)
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # sqlite:////abs/path → path "//abs/path"; one leading slash is the separator.
+        path = parts.path[1:] if parts.path.startswith("//") else ""
+        if parts.netloc or not path.startswith("/"):
+            raise ConfigError(f"queue URL must be sqlite:////absolute/path.db, not {url!r}")
+        return _sqlite(Path(path), name, timeout_s, options)
+    if parts.scheme in ("redis", "rediss", "unix"):
+        pool = redis.ConnectionPool.from_url(
+            url,
+            socket_timeout=max(timeout_s, 5.0),
+            socket_connect_timeout=min(timeout_s, 5.0),
+            health_check_interval=30,
+        )
+        return RedisHuey(name, connection_pool=pool, **options)
+    raise ConfigError(f"unsupported queue URL {url!r}: use sqlite:////… or redis://…")
+
+
+def _sqlite(path: Path, name: str, timeout_s: float, options: dict[str, Any]) -> Any:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # fsync=True: synchronous=FULL, a queued job survives a power cut.
+        return SqliteHuey(name, filename=str(path), timeout=timeout_s, fsync=True, **options)
+    except sqlite3.Error as exc:
+        raise QueueUnavailable(f"cannot open queue database {path} ({type(exc).__name__})") from exc
+
+
+class HueyJobQueue:
+    """``JobQueue``: calls the extraction task with the message id as a string."""
+
+    def __init__(self, huey: Any, task: Any) -> None:
+        self.huey = huey
+        self._task = task
+
+    def enqueue_extraction(self, message_id: uuid.UUID) -> None:
+        try:
+            self._task(str(message_id))
+        except (sqlite3.Error, redis.RedisError, HueyException, OSError) as exc:
+            raise QueueUnavailable(
+                f"could not enqueue extraction of {message_id} ({type(exc).__name__})"
+            ) from exc

@@ -44,12 +44,12 @@ def unpack_tnef(
     source: Path,
     outdir: Path,
     *,
-    timeout_s: float = TIMEOUT_S,
-    cpu_s: int = CPU_S,
-    memory_bytes: int = MEMORY_BYTES,
+    timeout_s: float | None = None,
+    cpu_s: int | None = None,
+    memory_bytes: int | None = None,
 ) -> list[TnefFile] | None:
     """The attachments inside ``source``, written under ``outdir``; None when the
-    stream cannot be unpacked within the bounds."""
+    stream cannot be unpacked within the bounds (module defaults when not given)."""
     outdir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
@@ -57,8 +57,8 @@ def unpack_tnef(
         "ingest_core.mime_tnef",
         str(source),
         str(outdir),
-        str(cpu_s),
-        str(memory_bytes),
+        str(cpu_s or CPU_S),
+        str(memory_bytes or MEMORY_BYTES),
     ]
     try:
         done = subprocess.run(  # fixed command; paths we created
@@ -66,7 +66,7 @@ def unpack_tnef(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            timeout=timeout_s,
+            timeout=timeout_s or TIMEOUT_S,
             check=False,
         )
     except (subprocess.TimeoutExpired, OSError):

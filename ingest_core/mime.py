@@ -168,9 +168,8 @@ def _defects(message: Message) -> tuple[str, ...]:
     while stack:
         part = stack.pop()
         names.update(type(defect).__name__ for defect in part.defects)
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            stack.extend(p for p in payload if isinstance(p, Message))
+        if part.is_multipart():  # not get_payload() on a leaf: it copies the body
+            stack.extend(p for p in part.get_payload() if isinstance(p, Message))
     return tuple(sorted(names))
 
 
@@ -184,26 +183,25 @@ def _join(prefix: str, number: int) -> str:
 def _leaves(message: Message, prefix: str = "") -> Iterator[tuple[str, Message]]:
     """(part_path, leaf) in IMAP numbering: a non-multipart message's body is
     ``prefix.1``; the children of a multipart are ``prefix.1`` … ``prefix.n``."""
-    payload = message.get_payload()
-    if isinstance(payload, list) and message.get_content_maintype() == "multipart":
-        for number, child in enumerate(payload, 1):
+    if message.is_multipart() and message.get_content_maintype() == "multipart":
+        for number, child in enumerate(message.get_payload(), 1):
             yield from _part(child, _join(prefix, number))
     else:
         yield from _part(message, _join(prefix, 1))
 
 
 def _part(part: Message, path: str) -> Iterator[tuple[str, Message]]:
-    payload = part.get_payload()
-    if not isinstance(payload, list):
+    if not part.is_multipart():  # is_multipart(): a list payload, whatever the type
         yield path, part
-    elif part.get_content_type() == "message/delivery-status":
+        return
+    children = [p for p in part.get_payload() if isinstance(p, Message)]
+    if part.get_content_type() == "message/delivery-status":
         return  # status fields of a bounce, not content
-    elif part.get_content_maintype() == "message":
-        for inner in payload[:1]:
-            if isinstance(inner, Message):
-                yield from _leaves(inner, path)
+    if part.get_content_maintype() == "message":
+        for inner in children[:1]:
+            yield from _leaves(inner, path)
     else:
-        for number, child in enumerate(payload, 1):
+        for number, child in enumerate(children, 1):
             yield from _part(child, f"{path}.{number}")
 
 

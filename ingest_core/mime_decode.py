@@ -72,9 +72,7 @@ def transfer_encoding(part: Message) -> str:
 
 def decode_body(part: Message, out: BinaryIO, budget: DecodedBudget) -> DecodedBody:
     """Decode a leaf part's body into ``out``; size, sha256 and notes of the result."""
-    payload = part.get_payload()
-    if not isinstance(payload, str):
-        raise TypeError("decode_body takes leaf parts only")
+    payload = raw_payload(part)
     sink = _Sink(out, budget)
     encoding = transfer_encoding(part)
     notes: list[str] = []
@@ -88,6 +86,21 @@ def decode_body(part: Message, out: BinaryIO, budget: DecodedBudget) -> DecodedB
         for chunk in _slices(payload):
             sink.write(chunk)
     return DecodedBody(sink.size, sink.digest.hexdigest(), tuple(notes))
+
+
+def raw_payload(part: Message) -> str:
+    """The body text exactly as the parser stored it.
+
+    ``get_payload()`` is no use here: on a body with 8-bit bytes it first
+    encodes the whole body once just to look for them, then re-decodes it with
+    the part's charset and *replaces* what does not fit, which corrupts an 8-bit
+    or binary attachment. The stored text (ASCII plus surrogate escapes, from
+    ``BytesFeedParser``) turns back into the original bytes losslessly.
+    """
+    payload = getattr(part, "_payload", None)
+    if not isinstance(payload, str):
+        raise TypeError("decode_body takes leaf parts only")
+    return payload
 
 
 def _slices(payload: str) -> Iterator[bytes]:

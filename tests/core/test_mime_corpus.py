@@ -19,7 +19,8 @@ EXPECTED = json.loads((DATA / "expected_manifests.json").read_text(encoding="utf
 
 def _load_builder():
     spec = importlib.util.spec_from_file_location("build_corpus", DATA / "build_corpus.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

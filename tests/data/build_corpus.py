@@ -69,11 +69,13 @@ def build_tnef(files: list[tuple[str, bytes, str | None]]) -> bytes:
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" + blob("pdf", 300) + b"\n%%EOF\n"
 XLSX = b"PK\x03\x04\x14\x00\x06\x00" + blob("xlsx", 700)
 PNG = b"\x89PNG\r\n\x1a\n" + blob("png", 120)
-CSV = "Artikel;Menge\nSchraube M4;100\n".encode()
+CSV = b"Artikel;Menge\nSchraube M4;100\n"
 INNER_PDF = b"%PDF-1.7\n" + blob("inner", 200)
 TNEF_A = b"%PDF-1.5\n" + blob("tnef-a", 150)
 TNEF_B = blob("tnef-b", 90) + b"\x00\x00"  # trailing NULs must survive
-TNEF = build_tnef([("ANGEBOT.PDF", TNEF_A, None), ("LIEFER~1.XLS", TNEF_B, "Lieferschein März.xls")])
+TNEF = build_tnef(
+    [("ANGEBOT.PDF", TNEF_A, None), ("LIEFER~1.XLS", TNEF_B, "Lieferschein März.xls")]
+)
 TRUNCATED = blob("truncated", 301)
 TRUNCATED_B64 = base64.b64encode(TRUNCATED).decode()[: 4 * 60 + 3]  # 60 quanta and 3 chars
 TRUNCATED_KEPT = TRUNCATED[: 3 * 60 + 2]  # 3 base64 chars carry 2 whole bytes
@@ -167,7 +169,9 @@ def corpus() -> dict[str, tuple[bytes, dict]]:
         ("=?koi8-r?B?2sHLwdouZG9j?=", "заказ.doc"),
     ]
     body = HEAD + "Message-ID: <2047@customer.example>\nSubject: Encoded words\n"
-    body += 'Content-Type: multipart/mixed; boundary="ew"\n\n--ew\nContent-Type: text/plain\n\nfive\n'
+    body += (
+        'Content-Type: multipart/mixed; boundary="ew"\n\n--ew\nContent-Type: text/plain\n\nfive\n'
+    )
     expected = []
     for number, (word, decoded) in enumerate(words, 2):
         data = blob(decoded, 40 + number)
@@ -181,8 +185,9 @@ def corpus() -> dict[str, tuple[bytes, dict]]:
         "Message-ID: <inner@supplier.example>\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/mixed; boundary="in"\r\n\r\n'
         "--in\r\nContent-Type: text/plain\r\n\r\noriginal text\r\n"
-        '--in\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="inner.pdf"\r\n'
-        f"Content-Transfer-Encoding: base64\r\n\r\n{b64(INNER_PDF).replace(chr(10), chr(13) + chr(10))}\r\n"
+        "--in\r\nContent-Type: application/pdf\r\n"
+        'Content-Disposition: attachment; filename="inner.pdf"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64(INNER_PDF).replace("\n", "\r\n") + "\r\n"
         "--in--\r\n"
     )
     cases["forwarded"] = (
@@ -206,7 +211,9 @@ def corpus() -> dict[str, tuple[bytes, dict]]:
         {
             "attachments": [
                 _att("2.1", "application/pdf", "attachment", "ANGEBOT.PDF", TNEF_A),
-                _att("2.2", "application/vnd.ms-excel", "attachment", "Lieferschein März.xls", TNEF_B),
+                _att(
+                    "2.2", "application/vnd.ms-excel", "attachment", "Lieferschein März.xls", TNEF_B
+                ),
             ],
             "notes": {"2.1": "unpacked from TNEF part 2"},
         },
@@ -235,7 +242,8 @@ def corpus() -> dict[str, tuple[bytes, dict]]:
             'Content-Type: multipart/mixed; boundary="8"\n\n'
             "--8\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
             "Grüße\n"
-            '--8\nContent-Type: application/pdf\nContent-Disposition: attachment; filename="Größe.pdf"\n'
+            "--8\nContent-Type: application/pdf\n"
+            'Content-Disposition: attachment; filename="Größe.pdf"\n'
             f"Content-Transfer-Encoding: base64\n\n{b64(PDF)}\n--8--\n"
         ).encode("utf-8"),
         {"attachments": [_att("2", "application/pdf", "attachment", "Größe.pdf", PDF)]},
@@ -244,7 +252,8 @@ def corpus() -> dict[str, tuple[bytes, dict]]:
         HEAD + "Message-ID: <broken@customer.example>\nSubject: cut\n"
         'Content-Type: multipart/mixed; boundary="cut"\n\n'
         "--cut\nContent-Type: text/plain\n\nx\n"
-        '--cut\nContent-Type: application/pdf\nContent-Disposition: attachment; filename="last.pdf"\n'
+        "--cut\nContent-Type: application/pdf\n"
+        'Content-Disposition: attachment; filename="last.pdf"\n'
         f"Content-Transfer-Encoding: base64\n\n{b64(PDF)}\n",
         {
             "attachments": [_att("2", "application/pdf", "attachment", "last.pdf", PDF)],
@@ -255,7 +264,8 @@ def corpus() -> dict[str, tuple[bytes, dict]]:
         HEAD + "Message-ID: <trunc@customer.example>\nSubject: truncated\n"
         'Content-Type: multipart/mixed; boundary="tr"\n\n'
         "--tr\nContent-Type: text/plain\n\nx\n"
-        '--tr\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename="t.bin"\n'
+        "--tr\nContent-Type: application/octet-stream\n"
+        'Content-Disposition: attachment; filename="t.bin"\n'
         f"Content-Transfer-Encoding: base64\n\n{TRUNCATED_B64}\n--tr--\n",
         {
             "attachments": [

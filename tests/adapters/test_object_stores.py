@@ -1,0 +1,215 @@
+"""Adapter-specific behaviour of the object stores: durability of the local
+store, streaming of large objects, key and size checks, URL parsing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tracemalloc
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ingest_core.adapters import objects
+from ingest_core.adapters.objects import LocalObjectStore, S3ObjectStore, object_store_from_url
+from ingest_core.errors import ConfigError, StoreUnavailable
+from ingest_core.spool import Spool, SpoolWriter
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ingest_core.ports import BlobStore
+
+MIB = 1 << 20
+
+
+class SyncRecorder:
+    """Stands in for os.fsync: remembers what each synced descriptor was."""
+
+    def __init__(self) -> None:
+        self.synced: list[tuple[int, bool]] = []  # (inode, is_directory)
+
+    def __call__(self, fd: int) -> None:
+        info = os.fstat(fd)
+        self.synced.append((info.st_ino, stat.S_ISDIR(info.st_mode)))
+        os.fsync(fd)
+
+    def saw_file(self, path: Path) -> bool:
+        return (path.stat().st_ino, False) in self.synced
+
+    def saw_dir(self, path: Path) -> bool:
+        return (path.stat().st_ino, True) in self.synced
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> SyncRecorder:
+    recorder = SyncRecorder()
+    monkeypatch.setattr(objects, "_fsync", recorder)
+    return recorder
+
+
+def test_local_put_syncs_the_object_its_folder_and_new_parents(tmp_path: Path, syncs) -> None:
+    root = tmp_path / "objects"
+    store = LocalObjectStore(root)
+    store.put("raw/org-1/abc.eml", Spool.from_bytes(b"message bytes"))
+
+    final = root / "raw/org-1/abc.eml"
+    assert final.read_bytes() == b"message bytes"
+    assert syncs.saw_file(final)
+    for folder in (root / "raw/org-1", root / "raw", root, tmp_path):
+        assert syncs.saw_dir(folder), folder  # each holds a new entry
+    assert len(syncs.synced) == 5
+
+
+def test_second_object_in_an_existing_folder_syncs_file_and_folder_only(
+    tmp_path: Path, syncs
+) -> None:
+    store = LocalObjectStore(tmp_path)
+    store.put("raw/org-1/a.eml", Spool.from_bytes(b"a"))
+    syncs.synced.clear()
+    store.put("raw/org-1/b.eml", Spool.from_bytes(b"b"))
+    assert syncs.saw_file(tmp_path / "raw/org-1/b.eml")
+    assert syncs.saw_dir(tmp_path / "raw/org-1")
+    assert len(syncs.synced) == 2
+
+
+def test_local_put_leaves_no_temporary_files(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    store.put("raw/o/a.eml", Spool.from_bytes(b"a"))
+    with pytest.raises(StoreUnavailable):
+        store.put_file("raw/o/b.eml", io.BytesIO(b"short"), 10)
+    assert sorted(p.name for p in (tmp_path / "raw/o").iterdir()) == ["a.eml"]
+
+
+def test_existing_object_with_the_right_size_is_not_rewritten(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    store.put("raw/o/a.eml", Spool.from_bytes(b"abc"))
+    inode = (tmp_path / "raw/o/a.eml").stat().st_ino
+    store.put("raw/o/a.eml", Spool.from_bytes(b"abc"))
+    assert (tmp_path / "raw/o/a.eml").stat().st_ino == inode
+
+
+def test_existing_object_with_another_size_is_replaced(tmp_path: Path) -> None:
+    """A torn object of the wrong size (e.g. copied in by hand) is repaired."""
+    (tmp_path / "raw/o").mkdir(parents=True)
+    (tmp_path / "raw/o/a.eml").write_bytes(b"ab")
+    LocalObjectStore(tmp_path).put("raw/o/a.eml", Spool.from_bytes(b"abc"))
+    assert (tmp_path / "raw/o/a.eml").read_bytes() == b"abc"
+
+
+@pytest.fixture(params=["local", "s3"])
+def real_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "local":
+        return LocalObjectStore(tmp_path / "objects")
+    return S3ObjectStore.from_env(
+        request.getfixturevalue("s3_bucket_url"),
+        environ=request.getfixturevalue("moto_env"),
+        timeout_s=60.0,
+    )
+
+
+@pytest.mark.parametrize("key", ["../escape", "/abs/key", "a//b", "a/./b", "a/../b", "", "a\\b",
+                                 "raw/.tmp-x", "a b", "ключ"])  # fmt: skip
+def test_invalid_keys_are_refused(real_store: BlobStore, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid object key"):
+        real_store.put(key, Spool.from_bytes(b"x"))
+
+
+def test_size_mismatch_is_refused(real_store: BlobStore) -> None:
+    with pytest.raises(StoreUnavailable):
+        real_store.put_file("att/o/x", io.BytesIO(b"12345"), 4)
+    assert not real_store.exists("att/o/x")
+
+
+class OneWayStream(io.RawIOBase):
+    """A non-seekable source, like a pipe."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self._data.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_non_seekable_source(real_store: BlobStore) -> None:
+    data = os.urandom(100_000)
+    real_store.put_file("att/o/pipe", io.BufferedReader(OneWayStream(data)), len(data))
+    with real_store.open("att/o/pipe") as reader:
+        assert reader.read() == data
+
+
+def test_non_seekable_source_of_the_wrong_size(real_store: BlobStore) -> None:
+    with pytest.raises(StoreUnavailable):
+        real_store.put_file("att/o/pipe", io.BufferedReader(OneWayStream(b"x" * 10)), 11)
+    assert not real_store.exists("att/o/pipe")
+
+
+def _large_spool(size: int) -> tuple[Spool, str]:
+    """A spilled spool of pseudo-random bytes, built without holding them in memory."""
+    writer = SpoolWriter(threshold=MIB)
+    digest = hashlib.sha256()
+    block = hashlib.sha256(b"0").digest() * (MIB // 32)
+    for index in range(size // MIB):
+        chunk = block[index % 32 :] + block[: index % 32]
+        writer.write(chunk)
+        digest.update(chunk)
+    return writer.finish(), digest.hexdigest()
+
+
+@pytest.mark.slow
+def test_50_mb_object_streams_both_ways(real_store: BlobStore) -> None:
+    spool, expected = _large_spool(50 * MIB)
+    try:
+        assert not spool.in_memory
+        tracemalloc.start()
+        real_store.put("raw/o/large.eml", spool)
+        _, put_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        digest = hashlib.sha256()
+        size = 0
+        with real_store.open("raw/o/large.eml") as reader:
+            while chunk := reader.read(MIB):
+                digest.update(chunk)
+                size += len(chunk)
+        _, get_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        spool.discard()
+    assert (size, digest.hexdigest()) == (50 * MIB, expected)
+    # Python-side buffers stay far below the object's size in both directions.
+    assert put_peak < 16 * MIB, put_peak
+    assert get_peak < 16 * MIB, get_peak
+
+
+def test_object_store_from_url(tmp_path: Path, moto_env) -> None:
+    default = object_store_from_url(None, tmp_path / "objects")
+    assert isinstance(default, LocalObjectStore)
+    assert default.root == tmp_path / "objects"
+    explicit = object_store_from_url(f"file://{tmp_path}/elsewhere", tmp_path)
+    assert isinstance(explicit, LocalObjectStore)
+    assert explicit.root == tmp_path / "elsewhere"
+    s3 = object_store_from_url("s3://bucket/some/prefix", tmp_path, environ=moto_env)
+    assert isinstance(s3, S3ObjectStore)
+    assert (s3.bucket, s3.prefix) == ("bucket", "some/prefix")
+
+
+@pytest.mark.parametrize("url", ["file://./var/objects", "file://host/x", "gs://b", "s3://"])
+def test_object_store_from_url_refuses(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        object_store_from_url(url, tmp_path, environ={})
+
+
+def test_s3_prefix_keeps_objects_apart(s3_bucket_url: str, moto_env) -> None:
+    plain = S3ObjectStore.from_env(s3_bucket_url, environ=moto_env)
+    prefixed = S3ObjectStore.from_env(f"{s3_bucket_url}/tenant-data", environ=moto_env)
+    prefixed.put("raw/o/a.eml", Spool.from_bytes(b"under a prefix"))
+    assert not plain.exists("raw/o/a.eml")
+    with plain.open("tenant-data/raw/o/a.eml") as reader:
+        assert reader.read() == b"under a prefix"

@@ -1,0 +1,150 @@
+"""Generated MIME trees: the manifest lists exactly the generated attachments."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest_core.mime import MimeLimits, build_manifest, parse_message
+
+
+@dataclass(frozen=True)
+class Leaf:
+    maintype: str
+    subtype: str
+    data: bytes
+    filename: str | None
+    disposition: str | None
+
+    @property
+    def is_attachment(self) -> bool:
+        if self.disposition == "attachment" or self.filename is not None:
+            return True
+        return (self.maintype, self.subtype) not in (("text", "plain"), ("text", "html"))
+
+
+@dataclass(frozen=True)
+class Multi:
+    subtype: str
+    children: tuple
+
+
+filenames = st.one_of(
+    st.none(),
+    st.builds(
+        lambda stem, ext: f"{stem}.{ext}",
+        st.from_regex(r"[A-Za-z0-9_\-éü注文]{1,24}", fullmatch=True),
+        st.sampled_from(["pdf", "xlsx", "bin", "txt"]),
+    ),
+)
+binary_leaves = st.builds(
+    Leaf,
+    maintype=st.just("application"),
+    subtype=st.sampled_from(["pdf", "octet-stream", "vnd.ms-excel", "zip"]),
+    data=st.binary(max_size=400),
+    filename=filenames,
+    disposition=st.sampled_from(["attachment", "inline", None]),
+)
+image_leaves = st.builds(
+    Leaf,
+    maintype=st.just("image"),
+    subtype=st.sampled_from(["png", "jpeg"]),
+    data=st.binary(min_size=1, max_size=200),
+    filename=filenames,
+    disposition=st.sampled_from(["inline", None]),
+)
+text_leaves = st.builds(
+    Leaf,
+    maintype=st.just("text"),
+    subtype=st.sampled_from(["plain", "html", "csv"]),
+    data=st.from_regex(r"[A-Za-z0-9 ,.;]{0,70}\n", fullmatch=True).map(str.encode),
+    filename=filenames,
+    disposition=st.sampled_from(["attachment", "inline", None]),
+)
+leaves = st.one_of(binary_leaves, image_leaves, text_leaves)
+trees = st.recursive(
+    leaves,
+    lambda children: st.builds(
+        Multi,
+        st.sampled_from(["mixed", "alternative", "related"]),
+        st.lists(children, min_size=1, max_size=4).map(tuple),
+    ),
+    max_leaves=14,
+)
+
+
+def _build(node) -> EmailMessage:
+    part = EmailMessage()
+    if isinstance(node, Multi):
+        part["Content-Type"] = f"multipart/{node.subtype}"
+        part.set_payload([_build(child) for child in node.children])
+        return part
+    if node.maintype == "text":
+        part.set_content(
+            node.data.decode(),
+            subtype=node.subtype,
+            disposition=node.disposition,
+            filename=node.filename,
+        )
+    else:
+        part.set_content(
+            node.data,
+            node.maintype,
+            node.subtype,
+            disposition=node.disposition,
+            filename=node.filename,
+        )
+    return part
+
+
+def _expected(node, path: str) -> list[tuple[str, Leaf]]:
+    if isinstance(node, Leaf):
+        return [(path, node)] if node.is_attachment else []
+    found = []
+    for number, child in enumerate(node.children, 1):
+        found += _expected(child, f"{path}.{number}" if path else str(number))
+    return found
+
+
+def _message(tree) -> bytes:
+    message = _build(tree)
+    message["From"] = "a@example.com"
+    message["Subject"] = "generated"
+    return message.as_bytes(policy=policy.default)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trees)
+def test_manifest_lists_exactly_the_generated_attachments(tree):
+    raw = _message(tree)
+    manifest = build_manifest(io.BytesIO(raw), MimeLimits())
+    # a message that is one leaf has that leaf as part "1"
+    expected = _expected(tree, "1" if isinstance(tree, Leaf) else "")
+    got = [(e.part_path, e.content_type, e.filename, e.size, e.sha256) for e in manifest.entries]
+    want = [
+        (
+            path,
+            f"{leaf.maintype}/{leaf.subtype}",
+            leaf.filename,
+            len(leaf.data),
+            hashlib.sha256(leaf.data).hexdigest(),
+        )
+        for path, leaf in expected
+    ]
+    assert got == want
+    assert all(not e.notes for e in manifest.entries)
+
+
+@settings(max_examples=100, deadline=None)
+@given(trees, st.integers(min_value=1, max_value=200))
+def test_scanner_bounds_what_the_parser_builds(tree, chunk_size):
+    raw = _message(tree)
+    parsed = parse_message(io.BytesIO(raw), MimeLimits(), chunk_size=chunk_size)
+    assert parsed.parts_seen >= sum(1 for _ in parsed.message.walk())
+    assert parsed.bytes_fed == len(raw)

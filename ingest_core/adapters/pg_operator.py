@@ -1,0 +1,86 @@
+"""Operator queries: explicitly cross-tenant, for `ingest messages` and `ingest replay`.
+
+Nothing that serves a tenant may use this module (DESIGN §4b): tenant-facing reads
+live on the repository and always take an org_id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from ingest_core.adapters.pg_common import Pool, database_errors
+
+_LIST = """
+SELECT m.id, o.slug AS org_slug, m.status, m.received_at, m.subject, m.from_header,
+       m.envelope_from, m.envelope_recipient, m.source_message_id, m.size_bytes,
+       m.postfix_queue_id, m.attempts, m.last_error,
+       (SELECT count(*) FROM inbound_attachment a WHERE a.inbound_message_id = m.id)
+           AS attachments
+FROM inbound_message m JOIN organization o ON o.id = m.org_id
+WHERE (%(org)s::text IS NULL OR o.slug = %(org)s)
+  AND (%(status)s::text IS NULL OR m.status = %(status)s)
+ORDER BY m.received_at DESC
+LIMIT %(limit)s
+"""
+
+
+class OperatorQueries:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    def list_messages(
+        self, *, org_slug: str | None, status: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        with (
+            database_errors("message listing"),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(
+                _LIST,
+                {"org": org_slug, "status": status.upper() if status else None, "limit": limit},
+            )
+            return list(cur.fetchall())
+
+    def show_message(self, message_id: uuid.UUID) -> dict[str, Any] | None:
+        with (
+            database_errors("message lookup"),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(
+                "SELECT m.*, o.slug AS org_slug FROM inbound_message m"
+                " JOIN organization o ON o.id = m.org_id WHERE m.id = %s",
+                (message_id,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute(
+                "SELECT part_path, filename, content_type, disposition, size_bytes, sha256,"
+                " object_key, notes FROM inbound_attachment WHERE inbound_message_id = %s"
+                ' ORDER BY part_path COLLATE "C"',
+                (message_id,),
+            )
+            row["attachments"] = list(cur.fetchall())
+            return dict(row)
+
+    def raw_object_key(self, message_id: uuid.UUID) -> str | None:
+        with database_errors("message lookup"), self._pool.connection() as conn:
+            found = conn.execute(
+                "SELECT raw_object_key FROM inbound_message WHERE id = %s", (message_id,)
+            ).fetchone()
+        return None if found is None else str(found[0])
+
+    def select_ids(self, *, status: str | None, org_slug: str | None) -> list[uuid.UUID]:
+        with database_errors("message selection"), self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT m.id FROM inbound_message m JOIN organization o ON o.id = m.org_id"
+                " WHERE (%(status)s::text IS NULL OR m.status = %(status)s)"
+                " AND (%(org)s::text IS NULL OR o.slug = %(org)s) ORDER BY m.received_at",
+                {"status": status.upper() if status else None, "org": org_slug},
+            ).fetchall()
+        return [row[0] for row in rows]

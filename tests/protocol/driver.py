@@ -7,12 +7,16 @@ chunkings and compared.
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ingest_core.ports import Reply
 from lmtpd import protocol as p
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 RCPT_OK = Reply(250, "2.1.5", "Recipient OK")
 RCPT_REFUSED = Reply(550, "5.1.1", "No such mailbox")
@@ -72,7 +76,7 @@ def parse_replies(output: bytes) -> list[tuple[int, str, str]]:
     continuing: int | None = None
     while pos < len(output):
         match = _REPLY_LINE.match(output, pos)
-        assert match is not None, f"malformed reply bytes at {pos}: {output[pos:pos + 80]!r}"
+        assert match is not None, f"malformed reply bytes at {pos}: {output[pos : pos + 80]!r}"
         code = int(match.group(1))
         assert continuing in (None, code), "a multi-line reply changed its code"
         pos = match.end()
@@ -160,7 +164,7 @@ def linewise(data: bytes) -> list[bytes]:
 def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     points = sorted({c for c in cuts if 0 < c < len(data)})
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 HELLO = b"LHLO client.test\r\n"

@@ -117,8 +117,12 @@ def test_refusal_before_data_resets_the_transaction() -> None:
 
 def test_oversized_non_last_chunk_gets_one_552_and_aborts() -> None:
     session = (
-        ENVELOPE + b"RCPT TO:<b@orders.test>\r\n"
-        + bdat(b"a" * 60) + bdat(b"b" * 60) + bdat(b"c" * 10, last=True) + b"NOOP\r\n"
+        ENVELOPE
+        + b"RCPT TO:<b@orders.test>\r\n"
+        + bdat(b"a" * 60)
+        + bdat(b"b" * 60)
+        + bdat(b"c" * 10, last=True)
+        + b"NOOP\r\n"
     )
     for feed in (whole, bytewise):
         t = drive(feed(session), max_message_bytes=100)

@@ -108,8 +108,12 @@ def test_message_at_the_size_limit_is_accepted() -> None:
 
 def test_oversized_message_is_discarded_and_answered_per_recipient() -> None:
     session = (
-        ENVELOPE + b"RCPT TO:<b@orders.test>\r\nDATA\r\n"
-        + b"y" * 5000 + b"\r\n..\r\n" + b"z" * 5000 + b"\r\n.\r\nNOOP\r\n"
+        ENVELOPE
+        + b"RCPT TO:<b@orders.test>\r\nDATA\r\n"
+        + b"y" * 5000
+        + b"\r\n..\r\n"
+        + b"z" * 5000
+        + b"\r\n.\r\nNOOP\r\n"
         + b"MAIL FROM:<>\r\n"
     )
     for feed in (whole, linewise):

@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ingest_core.errors import ConfigError, IngestError
@@ -15,6 +14,8 @@ from ingest_core.logs import configure_logging
 from ingest_core.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ingest_core import bootstrap
 
 log = logging.getLogger("ingest.cli")
@@ -118,7 +119,7 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
     return 2
 
 
-def _tenants(app: "bootstrap.App", args: argparse.Namespace) -> int:
+def _tenants(app: bootstrap.App, args: argparse.Namespace) -> int:
     if args.tenants == "add":
         existing = {t.slug for t in app.admin.list()}
         if args.slug in existing and args.if_missing:
@@ -141,7 +142,7 @@ def _tenants(app: "bootstrap.App", args: argparse.Namespace) -> int:
     return 0
 
 
-def _messages(app: "bootstrap.App", args: argparse.Namespace) -> int:
+def _messages(app: bootstrap.App, args: argparse.Namespace) -> int:
     if args.messages == "list":
         rows = app.operator.list_messages(org_slug=args.org, status=args.status, limit=args.limit)
         if args.format == "json":
@@ -171,7 +172,7 @@ def _messages(app: "bootstrap.App", args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(app: "bootstrap.App", args: argparse.Namespace) -> int:
+def _replay(app: bootstrap.App, args: argparse.Namespace) -> int:
     if args.id is None and args.status is None:
         print("replay needs an ID or --status (and optionally --org)", file=sys.stderr)
         return 2

@@ -61,7 +61,9 @@ def main() -> None:
     parser.add_argument("--from", dest="sender", default="buyer@example.org")
     args = parser.parse_args()
     settings = Settings.from_env()
-    for code, text in send(sample_order(args.to, args.sender), settings.lmtp_listen, args.sender, args.to):
+    for code, text in send(
+        sample_order(args.to, args.sender), settings.lmtp_listen, args.sender, args.to
+    ):
         print(code, text.decode("ascii", "replace"))
 
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -17,6 +16,8 @@ from ingest_core import addressing
 from lmtpd.server import LmtpServer, ServerConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ingest_core.ports import InboundChannelPort, RecipientDecision
     from ingest_core.settings import Settings
 
@@ -92,6 +93,11 @@ async def _milter(
     )
 
 
+async def _terminate_on_shutdown(server: LmtpServer, process: trio.Process) -> None:
+    await server.closing.wait()
+    process.send_signal(signal.SIGTERM)
+
+
 async def supervise_worker(env: Mapping[str, str], server: LmtpServer) -> None:
     """Keep one `ingest worker` child running until shutdown; stop it with SIGTERM."""
     backoff = 1.0
@@ -104,12 +110,7 @@ async def supervise_worker(env: Mapping[str, str], server: LmtpServer) -> None:
         log.info("worker started", extra={"pid": process.pid})
         try:
             async with trio.open_nursery() as nursery:
-
-                async def stop_on_shutdown() -> None:
-                    await server.closing.wait()
-                    process.send_signal(signal.SIGTERM)
-
-                nursery.start_soon(stop_on_shutdown)
+                nursery.start_soon(_terminate_on_shutdown, server, process)
                 code = await process.wait()
                 nursery.cancel_scope.cancel()
         finally:

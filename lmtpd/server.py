@@ -6,9 +6,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket as stdlib_socket
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 from opentelemetry import trace
@@ -23,6 +22,10 @@ from ingest_core.ports import (
 from ingest_core.spool import SpoolWriter
 from lmtpd import protocol as p
 from lmtpd.listeners import bound_address, open_listeners
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 log = logging.getLogger("ingest.lmtp")
 tracer = trace.get_tracer("lmtpd.server")
@@ -203,7 +206,9 @@ class _Session:
             data = await self._receive_or_shutdown(idle_transaction)
         if data is None:
             reply = SHUTTING_DOWN if self.server.closing.is_set() else TIMEOUT
-            log.info("closing connection", extra={"peer": _peer_text(self.peer), "code": reply.code})
+            log.info(
+                "closing connection", extra={"peer": _peer_text(self.peer), "code": reply.code}
+            )
             self.conn.refuse(reply)
             return False
         self.conn.receive_data(data)
@@ -212,12 +217,12 @@ class _Session:
     async def _receive_or_shutdown(self, idle: bool) -> bytes | None:
         """Next bytes from the peer; None if shutdown began while the session is idle."""
         if not idle:
-            return await self.stream.receive_some(READ_SIZE)
+            return bytes(await self.stream.receive_some(READ_SIZE))
         result: list[bytes] = []
         async with trio.open_nursery() as nursery:
 
             async def receive() -> None:
-                result.append(await self.stream.receive_some(READ_SIZE))
+                result.append(bytes(await self.stream.receive_some(READ_SIZE)))
                 nursery.cancel_scope.cancel()
 
             async def closing() -> None:
@@ -255,7 +260,9 @@ class _Session:
             case p.EndOfData():
                 await self.on_end_of_data()
             case p.DataAborted(reason=reason):
-                log.warning("message refused", extra={"peer": _peer_text(self.peer), "reason": reason})
+                log.warning(
+                    "message refused", extra={"peer": _peer_text(self.peer), "reason": reason}
+                )
                 self.end_transaction()
             case p.TransactionReset():
                 self.end_transaction()
@@ -268,13 +275,18 @@ class _Session:
             )
         except Exception:
             log.exception("recipient check failed", extra={"peer": _peer_text(self.peer)})
-            decision = RecipientDecision(address, Reply(451, "4.4.3", "Directory temporarily unavailable"))
+            decision = RecipientDecision(
+                address, Reply(451, "4.4.3", "Directory temporarily unavailable")
+            )
         self.conn.answer_rcpt(decision.reply)
         if decision.accepted:
             self.accepted.append(decision)
 
     async def on_end_of_data(self) -> None:
-        assert self.spool is not None and self.mail is not None
+        if self.spool is None or self.mail is None:  # the protocol guarantees both
+            self.conn.answer_data([INTERNAL_ERROR] * len(self.accepted))
+            self.end_transaction()
+            return
         spool = self.spool.finish()
         self.spool = None
         envelope = Envelope(

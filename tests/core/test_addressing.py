@@ -57,7 +57,7 @@ def test_valid_addresses_route_to_their_slug(address: str, slug: str) -> None:
         ("orders+acme_x@orders.example.com", UNKNOWN_MAILBOX),
         ("orders+\u212aiwi@orders.example.com", UNKNOWN_MAILBOX),  # Kelvin sign folds to k
         ("orders+acm\u0435@orders.example.com", UNKNOWN_MAILBOX),  # Cyrillic e
-        ("orders+ａcme@orders.example.com", UNKNOWN_MAILBOX),  # fullwidth a
+        ("orders+\uff41cme@orders.example.com", UNKNOWN_MAILBOX),  # fullwidth a
         ('"orders+acme"@orders.example.com', UNKNOWN_MAILBOX),
         ("orders+acme\r\n@orders.example.com", UNKNOWN_MAILBOX),
         ("orders+acme\x00@orders.example.com", UNKNOWN_MAILBOX),

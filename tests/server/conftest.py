@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import pytest
-import trio
 
 from ingest_core.adapters.memory import (
     MemoryBlobStore,
@@ -18,8 +16,14 @@ from ingest_core.adapters.memory import (
 from ingest_core.errors import StoreUnavailable
 from ingest_core.model import TenantStatus
 from ingest_core.service import AcceptConfig, InboundService
-from ingest_core.spool import Spool
 from lmtpd.server import LmtpServer, ServerConfig
+
+if TYPE_CHECKING:
+    import uuid
+
+    import trio
+
+    from ingest_core.spool import Spool
 
 DOMAIN = "orders.example.com"
 
@@ -52,7 +56,7 @@ class Harness:
         return host, int(port)
 
 
-StartServer = Callable[..., "trio.lowlevel.Task"]
+
 
 
 @pytest.fixture

@@ -1,0 +1,114 @@
+"""Builds the adapters from Settings. The only module that wires."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ingest_core.adapters.objects import object_store_from_url
+from ingest_core.adapters.pg_common import Pool, open_pool
+from ingest_core.adapters.pg_embedded import database_url_for
+from ingest_core.adapters.pg_migrate import migrate
+from ingest_core.adapters.pg_operator import OperatorQueries
+from ingest_core.adapters.postgres import PostgresMessageRepository
+from ingest_core.adapters.queue import HueyJobQueue, huey_from_url
+from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin
+from ingest_core.errors import QueueUnavailable
+from ingest_core.extraction import sweep
+from ingest_core.service import AcceptConfig, InboundService
+
+if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Iterator
+
+    from ingest_core.ports import BlobStore, JobQueue, MessageRepository, TenantDirectory
+    from ingest_core.settings import Settings
+
+log = logging.getLogger("ingest.bootstrap")
+
+
+@dataclass
+class App:
+    settings: Settings
+    database_url: str
+    pool: Pool
+    tenants: TenantDirectory
+    admin: TenantAdmin
+    repository: MessageRepository
+    store: BlobStore
+    queue: JobQueue
+    operator: OperatorQueries
+    service: InboundService
+    huey: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def migrate(self) -> list[str]:
+        return migrate(self.database_url, timeout_s=self.settings.store_timeout_s)
+
+    def sweep(self) -> list[uuid.UUID]:
+        return sweep(self.repository, self.queue, self.settings)
+
+    def replay(self, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Back to RECEIVED and enqueued; returns the ids that exist."""
+        done = []
+        for message_id in ids:
+            if self.repository.reset_for_replay(message_id):
+                try:
+                    self.queue.enqueue_extraction(message_id)
+                except QueueUnavailable:
+                    log.warning(
+                        "queue unavailable; the sweeper will enqueue it",
+                        extra={"message_id": str(message_id)},
+                    )
+                done.append(message_id)
+        return done
+
+    def child_environment(self) -> dict[str, str]:
+        """Environment for a worker child: the same database as this process."""
+        return {"INGEST_DATABASE_URL": self.database_url}
+
+
+@contextlib.contextmanager
+def open_app(settings: Settings, *, huey: Any = None) -> Iterator[App]:
+    """All adapters for ``settings``; the pool is closed on exit. ``huey`` lets a
+    test or the worker pass the instance whose tasks are registered."""
+    from ingest_core import jobs
+
+    database_url = database_url_for(settings)
+    pool = open_pool(database_url, timeout_s=settings.store_timeout_s, max_size=20)
+    try:
+        store = object_store_from_url(
+            settings.object_store_url, settings.objects_dir, timeout_s=settings.store_timeout_s
+        )
+        repository = PostgresMessageRepository(pool)
+        tenants = PostgresTenantDirectory(pool)
+        if huey is None:
+            huey = huey_from_url(
+                settings.queue_url, settings.queue_path, timeout_s=settings.store_timeout_s
+            )
+        handles = jobs.registered(huey)
+        queue = HueyJobQueue(huey, handles.extract)
+        service = InboundService(
+            config=AcceptConfig(domains=settings.domains, mailbox=settings.mailbox),
+            tenants=tenants,
+            store=store,
+            repository=repository,
+            queue=queue,
+        )
+        yield App(
+            settings=settings,
+            database_url=database_url,
+            pool=pool,
+            tenants=tenants,
+            admin=TenantAdmin(pool),
+            repository=repository,
+            store=store,
+            queue=queue,
+            operator=OperatorQueries(pool),
+            service=service,
+            huey=huey,
+        )
+    finally:
+        pool.close()

@@ -1,0 +1,82 @@
+"""huey task definitions, registered on a given huey instance.
+
+Tasks take a message id (a string) and nothing else; their names are stable so
+that renaming a module never orphans queued jobs. The worker's adapters are built
+once per process, on first use, from the same environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from huey import crontab
+
+from ingest_core.extraction import RetryLater, extract_message, sweep
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ingest_core.bootstrap import App
+
+log = logging.getLogger("ingest.worker")
+
+EXTRACT_TASK = "ingest.extract"
+SWEEP_TASK = "ingest.sweep"
+
+
+@dataclass(frozen=True)
+class Tasks:
+    extract: Any
+    sweep: Any
+
+
+_registered: dict[int, Tasks] = {}
+_lock = threading.Lock()
+_app_provider: Callable[[], App] | None = None
+
+
+def set_app_provider(provider: Callable[[], App]) -> None:
+    """Where task bodies get their adapters (the worker process, or a test)."""
+    global _app_provider
+    _app_provider = provider
+
+
+def _app() -> App:
+    if _app_provider is None:
+        raise RuntimeError("no app provider set for the worker")
+    return _app_provider()
+
+
+def registered(huey: Any) -> Tasks:
+    """The tasks registered on ``huey`` (registering them once)."""
+    with _lock:
+        tasks = _registered.get(id(huey))
+        if tasks is None:
+            tasks = _register(huey)
+            _registered[id(huey)] = tasks
+        return tasks
+
+
+def _register(huey: Any) -> Tasks:
+    @huey.task(name=EXTRACT_TASK)  # type: ignore[untyped-decorator]
+    def extract(message_id: str) -> str:
+        app = _app()
+        try:
+            result = extract_message(
+                uuid.UUID(message_id), repo=app.repository, store=app.store, settings=app.settings
+            )
+        except RetryLater as exc:
+            extract.schedule(args=(message_id,), delay=exc.delay_s)
+            return "retry"
+        return result.outcome.value
+
+    @huey.periodic_task(crontab(minute="*"), name=SWEEP_TASK)  # type: ignore[untyped-decorator]
+    def periodic_sweep() -> int:
+        app = _app()
+        return len(sweep(app.repository, app.queue, app.settings))
+
+    return Tasks(extract=extract, sweep=periodic_sweep)

@@ -203,8 +203,7 @@ class LmtpConnection(Dialogue):
             if _NAMES_BDAT.match(buf):
                 self._unframed()
             else:
-                buf.clear()
-                self._discarding_line = True
+                self._discarding_line = True  # the next step drops it up to its LF
             return True
         line = bytes(buf[: newline + 1])
         del buf[: newline + 1]

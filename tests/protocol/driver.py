@@ -140,6 +140,8 @@ def drive(
     for piece in pieces:
         if conn.closed:
             break
+        if not piece:
+            continue  # b"" would mean EOF
         conn.receive_data(piece)
         pump(conn, events, accept)
     if eof:

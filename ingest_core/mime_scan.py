@@ -13,7 +13,8 @@ will build:
   parser sees them;
 * a ``multipart/*`` with a boundary pushes a frame, a ``message/*`` pushes one
   and starts the inner message's header block, ``message/delivery-status``
-  counts its blank-line separated blocks;
+  counts its blank-line separated blocks (and up to two levels for a block
+  that carries a Content-Type of its own);
 * a body line ``--boundary`` (or ``--boundary--``) of any open frame closes
   the frames above it, as the parser does, and counts a part.
 
@@ -24,6 +25,7 @@ where that loses information the scanner errs on the side of counting more.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesHeaderParser
@@ -32,7 +34,8 @@ from ingest_core.mime_errors import MalformedMessage, ManifestLimitExceeded
 
 LINE_CAP = 65_536
 _BOUNDARY_CAP = LINE_CAP - 8
-_FIELD_CHARS = frozenset(range(0x21, 0x7F)) - {ord(":")}
+# the parser's own header-line test (email.feedparser.headerRE), minus continuations
+_FIELD_LINE = re.compile(rb"From |[\041-\071\073-\176]*:")
 
 
 @dataclass(slots=True)
@@ -40,16 +43,6 @@ class _Frame:
     kind: str  # "multipart" | "message" | "dsn"
     boundary: bytes | None = None
     digest: bool = False
-
-
-def _is_field_line(line: bytes) -> bool:
-    """The parser's header-line test: ``From `` or a field name and a colon."""
-    if line.startswith(b"From "):
-        return True
-    colon = line.find(b":")
-    if colon < 0:
-        return False
-    return all(byte in _FIELD_CHARS for byte in line[:colon])
 
 
 def _content_type(lines: list[bytes], default: str) -> tuple[str, str | None]:
@@ -89,6 +82,7 @@ class StructureScanner:
         self._carry: bytes | None = None
         self._carry_truncated = False
         self._pending_cr = False
+        self._skip: bytes | None = None
 
     # -- byte level -------------------------------------------------------
 
@@ -125,10 +119,17 @@ class StructureScanner:
         if self._carry is not None:
             line, self._carry = self._carry, None
             self._line(line, self._carry_truncated)
+        if self._in_headers:
+            self._end_headers()  # the parser acts on a header block cut off by the end too
 
     # -- line level -------------------------------------------------------
 
     def _line(self, line: bytes, truncated: bool) -> None:
+        if self._skip is not None:
+            # like the parser: boundary lines straight after a delimiter are swallowed
+            if self._delimiter(line, self._skip) is not None:
+                return
+            self._skip = None
         if self._in_headers:
             self._header_line(line, truncated)
         elif self._stack:
@@ -140,7 +141,7 @@ class StructureScanner:
         elif line[:1] in (b" ", b"\t"):
             if self._ctype_open and self._ctype is not None:
                 self._collect(line, truncated)
-        elif _is_field_line(line):
+        elif _FIELD_LINE.match(line):
             self._ctype_open = False
             if self._ctype is None and line[:13].lower() == b"content-type:":
                 self._ctype, self._ctype_open = [], True
@@ -166,6 +167,7 @@ class StructureScanner:
         self._in_headers = False
         if ctype == "message/delivery-status":
             self._push(_Frame("dsn"))
+            self._count_part()  # the first block, even an empty one
         elif ctype.startswith("message/"):
             self._push(_Frame("message"))
             self._count_part()  # the enclosed message
@@ -188,9 +190,23 @@ class StructureScanner:
                     self._count_part()
                     self._in_headers = True
                     self._digest_child = frame.digest
+                    self._skip = frame.boundary
                 return
-        if not line and self._stack[-1].kind == "dsn":
-            self._count_part()  # each block of a delivery status is a part
+        if self._stack[-1].kind == "dsn":
+            if not line:
+                self._count_part()  # each block of a delivery status is a part
+            elif line[:13].lower() == b"content-type:":
+                self._dsn_typed_block()
+
+    def _dsn_typed_block(self) -> None:
+        """A status block with a Content-Type of its own: the parser honours it,
+        but the block ends at its blank line, so at most two more levels
+        (e.g. message/rfc822 and an empty inner message) can come of it."""
+        self._count_part()
+        self._count_part()
+        self.depth = max(self.depth, len(self._stack) + 2)
+        if len(self._stack) + 2 > self.max_depth:
+            raise ManifestLimitExceeded(f"MIME nesting too deep: more than {self.max_depth} levels")
 
     @staticmethod
     def _delimiter(line: bytes, boundary: bytes | None) -> str | None:

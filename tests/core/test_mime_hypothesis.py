@@ -148,3 +148,55 @@ def test_scanner_bounds_what_the_parser_builds(tree, chunk_size):
     parsed = parse_message(io.BytesIO(raw), MimeLimits(), chunk_size=chunk_size)
     assert parsed.parts_seen >= sum(1 for _ in parsed.message.walk())
     assert parsed.bytes_fed == len(raw)
+
+
+LINE_SOUP = [
+    "--a",
+    "--a--",
+    "--a  ",
+    "--b",
+    "--b--",
+    "--a-- trailing",
+    "Content-Type: multipart/mixed; boundary=a",
+    'content-type: MULTIPART/digest; boundary="b"',
+    "Content-Type: multipart/alternative;",
+    " boundary=b",
+    "\tboundary*0=a",
+    "Content-Type: message/rfc822",
+    "Content-Type: message/delivery-status",
+    'Content-Type: multipart/related; boundary="b"',
+    "Content-Type: text/plain",
+    "--b\t",
+    "Content-Type : multipart/mixed; boundary=a",
+    "X-Other: y",
+    "body text",
+    "From someone",
+    "",
+    "",
+]
+
+
+def _nesting(part) -> int:
+    if not part.is_multipart():
+        return 0
+    return 1 + max((_nesting(p) for p in part.get_payload()), default=0)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(LINE_SOUP), max_size=60),
+    st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1, max_size=3),
+    st.integers(min_value=1, max_value=64),
+)
+def test_scanner_bounds_the_parser_on_line_soup(lines, endings, chunk_size):
+    raw = "".join(line + endings[i % len(endings)] for i, line in enumerate(lines)).encode()
+    parsed = parse_message(
+        io.BytesIO(raw), MimeLimits(max_parts=10**6, max_depth=10**6), chunk_size=chunk_size
+    )
+    assert parsed.parts_seen >= sum(1 for _ in parsed.message.walk())
+    from ingest_core.mime_scan import StructureScanner
+
+    scanner = StructureScanner(max_parts=10**6, max_depth=10**6)
+    scanner.feed(raw)
+    scanner.close()
+    assert scanner.depth >= _nesting(parsed.message)

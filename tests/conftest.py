@@ -19,7 +19,9 @@ Redis (optional: skipped with a reason when ``redis-server`` is not installed)
     ``redis_url``          function the same, after FLUSHDB
 
 Files and ports
-    ``data_dir``           function an empty folder to use as INGEST_DATA_DIR
+    ``data_dir``           function an empty folder to use as INGEST_DATA_DIR; unlike
+                                    ``tmp_path`` it may host an embedded server
+    ``private_dir(label)`` (a context manager, not a fixture) the same for any scope
     ``closed_port``        function a 127.0.0.1 TCP port nothing listens on
 """
 
@@ -29,9 +31,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,22 +90,41 @@ def closed_port() -> int:
     return free_port()
 
 
+@contextmanager
+def private_dir(label: str) -> Iterator[Path]:
+    """A fresh folder outside pytest's base temp dir, removed afterwards.
+
+    The embedded server runs as another system user when tests run as root, and
+    every pytest start re-restricts ``/tmp/pytest-of-<user>`` to mode 0700: a
+    concurrent pytest run would lock a server under ``tmp_path`` out of its own
+    data folder. Anything that may host the embedded server lives here instead.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=f"ingest-test-{label}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "var"
-    folder.mkdir()
-    return folder
+def data_dir() -> Iterator[Path]:
+    """An empty INGEST_DATA_DIR (safe to host an embedded server, see private_dir)."""
+    with private_dir("data") as folder:
+        yield folder
 
 
 # ------------------------------------------------------------------------ postgres
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg") / "pg")
-    server.start()
-    yield server
-    server.stop()
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    with private_dir("pg") as folder:
+        server = EmbeddedPostgres(folder / "pg")
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

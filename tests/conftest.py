@@ -21,7 +21,8 @@ Redis (optional: skipped with a reason when ``redis-server`` is not installed)
 Files and ports
     ``data_dir``           function an empty folder to use as INGEST_DATA_DIR; unlike
                                     ``tmp_path`` it may host an embedded server
-    ``private_dir(label)`` (a context manager, not a fixture) the same for any scope
+    ``make_private_dir``   function ``make_private_dir(label)`` is a context manager
+                                    giving such a folder, removed on exit
     ``closed_port``        function a 127.0.0.1 TCP port nothing listens on
 """
 
@@ -35,7 +36,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,12 @@ def private_dir(label: str) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def make_private_dir() -> Callable[[str], AbstractContextManager[Path]]:
+    """``private_dir`` for tests that start their own embedded server."""
+    return private_dir
 
 
 @pytest.fixture

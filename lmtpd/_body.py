@@ -7,19 +7,23 @@ content (the SMTP smuggling vectors). A leading dot is removed from a line when
 other characters follow it on that line; a dot directly followed by a bare LF or
 CR is kept, so such malformed input is stored exactly as it arrived.
 
-The scan jumps between ``CRLF "."`` occurrences with ``bytes.find``, so ordinary
-content is copied in large slices and never walked byte by byte in Python.
+Decoding is done by C-level searches over whole buffers (``bytes.find`` for the
+end marker, one regular-expression substitution for stuffed dots), so content is
+never walked line by line or byte by byte in Python.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
 _CR: Final = 0x0D
 _LF: Final = 0x0A
 _DOT: Final = 0x2E
-_LINE_THEN_DOT: Final = b"\r\n."
+_END_MARKER: Final = b"\r\n.\r\n"
+# A dot after CRLF goes unless a line break follows it (then it is kept as content).
+_STUFFED_DOT: Final = re.compile(rb"\r\n\.(?![\r\n])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,49 +38,47 @@ class Decoded:
 
 class DotDecoder:
     """Holds the only state that survives between calls: whether the next byte
-    starts a line."""
+    starts the body (which begins logically after a CRLF)."""
 
-    __slots__ = ("_line_start",)
+    __slots__ = ("_at_start",)
 
     def __init__(self) -> None:
-        self._line_start = True
+        self._at_start = True
 
     def decode(self, buf: bytes | bytearray) -> Decoded:
         """Decode as much of ``buf`` as can be decided without more input.
 
-        At most two trailing bytes (a partial ``CRLF "."``) or a partial dot line
-        are left unconsumed.
+        At most four trailing bytes (a partial ``CRLF "." CRLF``) are left unconsumed.
         """
-        pieces: list[bytes] = []
-        pos, size = 0, len(buf)
-        with memoryview(buf) as view:
-            while pos < size:
-                if self._line_start and buf[pos] == _DOT:
-                    left = size - pos
-                    if left < 2 or (buf[pos + 1] == _CR and left < 3):
-                        break  # cannot tell yet: end marker, stuffed dot or content
-                    after = buf[pos + 1]
-                    if after == _CR and buf[pos + 2] == _LF:
-                        return Decoded(b"".join(pieces), pos + 3, ended=True)
-                    if after not in (_CR, _LF):
-                        pos += 1  # dot-unstuffing
-                self._line_start = False
-                hit = buf.find(_LINE_THEN_DOT, pos)
-                if hit < 0:
-                    stop = max(pos, size - _partial_marker(buf))
-                    pieces.append(view[pos:stop].tobytes())
-                    pos = stop
-                    break
-                pieces.append(view[pos : hit + 2].tobytes())
-                pos = hit + 2
-                self._line_start = True
-        return Decoded(b"".join(pieces), pos, ended=False)
+        pos = 0
+        if self._at_start:
+            if not buf or buf[0] != _DOT:
+                self._at_start = not buf
+            elif len(buf) < 2 or (buf[1] == _CR and len(buf) < 3):
+                return Decoded(b"", 0, ended=False)  # "." or ".\r": not decidable yet
+            elif buf[1] == _CR and buf[2] == _LF:
+                return Decoded(b"", 3, ended=True)
+            else:
+                pos = 1 if buf[1] not in (_CR, _LF) else 0
+                self._at_start = False
+        end = buf.find(_END_MARKER, pos)
+        if end >= 0:
+            return Decoded(_unstuff(buf, pos, end + 2), end + len(_END_MARKER), ended=True)
+        stop = max(pos, len(buf) - _partial_marker(buf))
+        return Decoded(_unstuff(buf, pos, stop), stop, ended=False)
+
+
+def _unstuff(buf: bytes | bytearray, start: int, stop: int) -> bytes:
+    with memoryview(buf) as view:
+        region = view[start:stop].tobytes()
+    if b"\r\n." not in region:
+        return region
+    return _STUFFED_DOT.sub(b"\r\n", region)
 
 
 def _partial_marker(buf: bytes | bytearray) -> int:
-    """How many trailing bytes could begin a ``CRLF "."`` completed by later input."""
-    if buf.endswith(b"\r\n"):
-        return 2
-    if buf.endswith(b"\r"):
-        return 1
+    """How many trailing bytes could begin ``CRLF "." CRLF`` completed by later input."""
+    for size in (4, 3, 2, 1):
+        if buf.endswith(_END_MARKER[:size]):
+            return size
     return 0

@@ -92,6 +92,36 @@ def test_chunking_never_changes_events_or_replies(
     parse_replies(reference.output)
 
 
+def reference_message(wire: bytes) -> bytes | None:
+    """RFC 5321 §4.5.2 the slow, obvious way: split into CRLF lines, stop at ".",
+    drop a leading dot unless a bare CR or LF follows it."""
+    lines = wire.split(b"\r\n")
+    out = []
+    for line in lines[:-1]:
+        if line == b".":
+            return b"".join(out)
+        if line.startswith(b".") and line[1:2] not in (b"\r", b"\n"):
+            line = line[1:]
+        out.append(line + b"\r\n")
+    return None
+
+
+dot_heavy = st.lists(
+    st.sampled_from([b"\r\n", b".", b"..", b"\r", b"\n", b"a", b"\r\n.", b".\r\n"]), max_size=60
+).map(b"".join)
+
+
+@settings(deadline=None, max_examples=500)
+@given(data=st.data(), wire=dot_heavy)
+def test_data_decoding_matches_a_line_by_line_reference(data: st.DataObject, wire: bytes) -> None:
+    wire += b"\r\n.\r\n"
+    session = ENVELOPE + b"DATA\r\n" + wire
+    cuts = data.draw(st.lists(st.integers(len(ENVELOPE), len(session)), max_size=10))
+    t = drive(split_at(session, cuts))
+    assert t.bodies() == [reference_message(wire)]
+    assert len(t.of(p.EndOfData)) == 1
+
+
 # -- a client model: which positive replies are legitimate --------------------------
 
 COMMANDS = {

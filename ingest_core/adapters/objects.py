@@ -12,7 +12,9 @@ then the folder (and the parent of every folder just created) is fsync'd: a key
 only ever names complete, durable bytes.
 
 S3 calls are bounded by obstore's HTTP client deadlines and a short retry
-budget: one call gives up after at most about twice ``timeout_s``.
+budget: one call gives up after at most about twice ``timeout_s``. Reads are
+ranged requests of 1 MiB, so a reader may stay open as long as its consumer
+needs; uploads above 5 MiB are multipart with two parts in flight.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 _fsync = os.fsync
 
 _COPY_CHUNK = 1 << 20
-_READ_CHUNK = 256 << 10
+_READ_CHUNK = 1 << 20
 # Multipart part size and parts in flight: memory per S3 put stays near 10 MiB.
 _PART_SIZE = 5 << 20
 _PARTS_IN_FLIGHT = 2
@@ -211,11 +213,13 @@ class S3ObjectStore:
             )
 
     def open(self, key: str) -> BinaryIO:
+        """A reader that fetches the object in ranged GETs of ``_READ_CHUNK``
+        bytes: each request has its own deadline, so a slow consumer (a long
+        parse) never outlives one long-running download."""
         check_key(key)
         with _s3_errors("opening", key):
-            result = obstore.get(self._store, key)
-            stream = result.stream(min_chunk_size=_READ_CHUNK)
-        return io.BufferedReader(_StreamReader(stream, key), buffer_size=_READ_CHUNK)
+            remote = obstore.open_reader(self._store, key, buffer_size=_READ_CHUNK)
+        return io.BufferedReader(_RangeReader(remote, key), buffer_size=_COPY_CHUNK // 16)
 
     def exists(self, key: str) -> bool:
         check_key(key)
@@ -229,28 +233,27 @@ class S3ObjectStore:
             return None
 
 
-class _StreamReader(io.RawIOBase):
-    """A raw, forward-only reader over obstore's chunk iterator."""
+class _RangeReader(io.RawIOBase):
+    """A raw reader over obstore's ranged ``ReadableFile``, with errors mapped."""
 
-    def __init__(self, chunks: Iterator[Any], key: str) -> None:
-        self._chunks = chunks
+    def __init__(self, remote: Any, key: str) -> None:
+        self._remote = remote
         self._key = key
-        self._pending = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        if not self._pending:
-            with _s3_errors("reading", self._key):
-                chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(bytes(chunk))
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
+        with _s3_errors("reading", self._key):
+            chunk = self._remote.read(len(buffer))
+        count = len(chunk)
+        buffer[:count] = memoryview(chunk)
         return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self._remote.close()
+        super().close()
 
 
 @contextmanager

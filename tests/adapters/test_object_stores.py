@@ -8,6 +8,7 @@ import io
 import os
 import socket
 import stat
+import time
 import tracemalloc
 from typing import TYPE_CHECKING
 
@@ -238,3 +239,16 @@ def test_silent_s3_endpoint_gives_up_within_the_deadline() -> None:
             store.open("raw/o/a.eml")
         with pytest.raises(StoreUnavailable):
             store.exists("raw/o/a.eml")
+
+
+def test_slow_reader_outlives_the_request_deadline(s3_bucket_url: str, moto_env) -> None:
+    """A consumer that pauses longer than one request's deadline still reads the
+    whole object: each ranged request has its own deadline, none spans the read."""
+    store = S3ObjectStore.from_env(s3_bucket_url, environ=moto_env, timeout_s=2.0)
+    data = os.urandom(3 * MIB)
+    store.put("raw/o/slow.eml", Spool.from_bytes(data))
+    with store.open("raw/o/slow.eml") as reader:
+        head = reader.read(1000)
+        time.sleep(2.5)  # longer than timeout_s
+        rest = reader.read()
+    assert head + rest == data

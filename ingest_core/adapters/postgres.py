@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ingest_core.adapters.pg_common import Pool, clean_text, database_errors, open_pool
 from ingest_core.adapters.pg_migrate import migrate
 from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin, TenantError
+from ingest_core.errors import StoreUnavailable
 from ingest_core.model import (
     Attachment,
     MessageStatus,
@@ -133,7 +134,7 @@ class PostgresMessageRepository:
             (params["org_id"], params["source"], params["source_message_id"]),
         ).fetchone()
         if row is None:  # pragma: no cover - only if a row was deleted in between
-            raise LookupError("conflicting inbound_message row vanished")
+            raise StoreUnavailable("record message: the conflicting row vanished; retry")
         return row
 
     def get(self, org_id: uuid.UUID, message_id: uuid.UUID) -> StoredMessage | None:

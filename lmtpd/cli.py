@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ingest_core.errors import ConfigError, IngestError
 from ingest_core.logs import configure_logging
 from ingest_core.settings import Settings
+from ingest_core.telemetry import configure_tracing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format)
+    configure_tracing(f"order-ingest-{args.command}")
     if args.command == "healthcheck":
         from lmtpd.healthcheck import check
 

@@ -1,0 +1,50 @@
+"""The accept path's span tree: lmtp.transaction → accept → blob.put, db.insert, enqueue."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.server.conftest import DOMAIN
+from tests.server.rawclient import RawClient
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """The global provider can be set once per process; later tests share it."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(provider)
+    _EXPORTER.clear()
+    return _EXPORTER
+
+
+async def test_accept_span_tree(start_server, spans: InMemorySpanExporter) -> None:
+    h = await start_server()
+    client = await RawClient.connect(h.address)
+    await client.hello()
+    await client.send(
+        f"MAIL FROM:<b@example.org>\r\nRCPT TO:<orders+acme@{DOMAIN}>\r\nDATA\r\n".encode()
+    )
+    assert await client.codes(3) == [250, 250, 354]
+    await client.send(b"Subject: traced\r\n\r\nbody\r\n.\r\n")
+    assert await client.code() == 250
+
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    assert {"lmtp.transaction", "accept", "blob.put", "db.insert", "enqueue"} <= set(finished)
+    root = finished["lmtp.transaction"]
+    accept = finished["accept"]
+    assert root.parent is None
+    assert accept.parent is not None
+    assert accept.parent.span_id == root.context.span_id
+    for child in ("blob.put", "db.insert", "enqueue"):
+        parent = finished[child].parent
+        assert parent is not None
+        assert parent.span_id == accept.context.span_id
+    assert {s.context.trace_id for s in finished.values()} == {root.context.trace_id}

@@ -6,12 +6,14 @@ live on the repository and always take an org_id.
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
 from ingest_core.adapters.pg_common import Pool, database_errors
+
+if TYPE_CHECKING:
+    import uuid
 
 _LIST = """
 SELECT m.id, o.slug AS org_slug, m.status, m.received_at, m.subject, m.from_header,

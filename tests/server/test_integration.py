@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import smtplib
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -16,6 +15,10 @@ from ingest_core.model import MessageStatus, TenantStatus
 from ingest_core.settings import Settings
 from lmtpd.serve import server_config
 from lmtpd.server import LmtpServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 DOMAIN = "orders.example.com"
 MESSAGE = (
@@ -127,12 +130,12 @@ async def test_object_store_failure_is_451_and_no_row(nursery, data_dir: Path, p
         assert pending_jobs(app) == 0
 
 
-async def test_database_unreachable_is_451_at_rcpt(nursery, data_dir: Path, closed_port: int) -> None:
+async def test_database_unreachable_is_451_at_rcpt(
+    nursery, data_dir: Path, closed_port: int
+) -> None:
     url = f"postgresql://nobody@127.0.0.1:{closed_port}/none"
     with open_app(settings_for(data_dir, url, store_timeout_s=2.0)) as app:
         address = await serve(nursery, app)
-        rcpt, replies = await trio.to_thread.run_sync(
-            deliver, address, [f"orders+acme@{DOMAIN}"]
-        )
+        rcpt, replies = await trio.to_thread.run_sync(deliver, address, [f"orders+acme@{DOMAIN}"])
         assert rcpt == [451]
         assert replies == []

@@ -56,9 +56,6 @@ class Harness:
         return host, int(port)
 
 
-
-
-
 @pytest.fixture
 def start_server(nursery: trio.Nursery):
     """``await start_server(listen=..., **config_overrides) -> Harness``."""

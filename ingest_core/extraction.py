@@ -34,7 +34,7 @@ from ingest_core.mime import ManifestError, MimeLimits, iter_attachments, parse_
 
 if TYPE_CHECKING:
     import uuid
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from ingest_core.model import Attachment, StoredMessage
     from ingest_core.ports import BlobStore, JobQueue, MessageRepository
@@ -92,10 +92,12 @@ def extract_message(
     store: BlobStore,
     settings: Settings,
     clock: Callable[[], float] = time.perf_counter,
+    links: Sequence[trace.Link] = (),
 ) -> ExtractionResult:
-    """Extract one message. Raises RetryLater when the task should run again."""
+    """Extract one message. Raises RetryLater when the task should run again.
+    ``links`` point at the accept span that enqueued the job."""
     started = clock()
-    with tracer.start_as_current_span("extract") as span:
+    with tracer.start_as_current_span("extract", links=links) as span:
         span.set_attribute("ingest.message_id", str(message_id))
         result = _run(message_id, repo, store, settings)
         duration_ms = round((clock() - started) * 1000, 3)

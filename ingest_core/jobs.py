@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from huey import crontab
 
 from ingest_core.extraction import RetryLater, extract_message, sweep
+from ingest_core.telemetry import link_from
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,14 +64,18 @@ def registered(huey: Any) -> Tasks:
 
 def _register(huey: Any) -> Tasks:
     @huey.task(name=EXTRACT_TASK)  # type: ignore[untyped-decorator]
-    def extract(message_id: str) -> str:
+    def extract(message_id: str, traceparent: str | None = None) -> str:
         app = _app()
         try:
             result = extract_message(
-                uuid.UUID(message_id), repo=app.repository, store=app.store, settings=app.settings
+                uuid.UUID(message_id),
+                repo=app.repository,
+                store=app.store,
+                settings=app.settings,
+                links=link_from(traceparent),
             )
         except RetryLater as exc:
-            extract.schedule(args=(message_id,), delay=exc.delay_s)
+            extract.schedule(args=(message_id, traceparent), delay=exc.delay_s)
             return "retry"
         return result.outcome.value
 

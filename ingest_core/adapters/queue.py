@@ -16,6 +16,7 @@ from huey import RedisHuey, SqliteHuey
 from huey.exceptions import HueyException
 
 from ingest_core.errors import ConfigError, QueueUnavailable
+from ingest_core.telemetry import current_traceparent
 
 if TYPE_CHECKING:
     import uuid
@@ -67,15 +68,21 @@ def _sqlite(path: Path, name: str, timeout_s: float, options: dict[str, Any]) ->
 
 
 class HueyJobQueue:
-    """``JobQueue``: calls the extraction task with the message id as a string."""
+    """``JobQueue``: calls the extraction task with the message id as a string, and
+    the current trace context (W3C traceparent) when there is one, so that the
+    extraction span can link to the accept span."""
 
     def __init__(self, huey: Any, task: Any) -> None:
         self.huey = huey
         self._task = task
 
     def enqueue_extraction(self, message_id: uuid.UUID) -> None:
+        traceparent = current_traceparent()
         try:
-            self._task(str(message_id))
+            if traceparent:
+                self._task(str(message_id), traceparent=traceparent)
+            else:
+                self._task(str(message_id))
         except (sqlite3.Error, redis.RedisError, HueyException, OSError) as exc:
             raise QueueUnavailable(
                 f"could not enqueue extraction of {message_id} ({type(exc).__name__})"

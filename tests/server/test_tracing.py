@@ -48,3 +48,36 @@ async def test_accept_span_tree(start_server, spans: InMemorySpanExporter) -> No
         assert parent is not None
         assert parent.span_id == accept.context.span_id
     assert {s.context.trace_id for s in finished.values()} == {root.context.trace_id}
+
+
+def test_extraction_span_links_to_the_accept_span(
+    spans: InMemorySpanExporter, data_dir, pg_url: str
+) -> None:
+    from ingest_core import jobs
+    from ingest_core.bootstrap import open_app
+    from ingest_core.ports import Envelope
+    from ingest_core.settings import Settings
+    from ingest_core.spool import Spool
+
+    settings = Settings(data_dir=data_dir, database_url=pg_url, domains=(DOMAIN,))
+    with open_app(settings) as app:
+        app.admin.add("acme", "Acme")
+        decision = app.service.check_recipient(f"orders+acme@{DOMAIN}", False)
+        [outcome] = app.service.accept(
+            Envelope(mail_from="", recipients=(decision,)),
+            Spool.from_bytes(b"Subject: traced\r\n\r\nbody\r\n"),
+        )
+        assert outcome.reply.code == 250
+        jobs.set_app_provider(lambda: app)
+        task = app.huey.dequeue()
+        assert task is not None
+        assert task.kwargs.get("traceparent")
+        assert app.huey.execute(task) == "processed"
+
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    accept, enqueue, extract = finished["accept"], finished["enqueue"], finished["extract"]
+    # The job carries the context of the enqueue step, a child of the accept span.
+    assert [link.context.span_id for link in extract.links] == [enqueue.context.span_id]
+    assert enqueue.parent is not None
+    assert enqueue.parent.span_id == accept.context.span_id
+    assert extract.context.trace_id != accept.context.trace_id  # its own trace, linked

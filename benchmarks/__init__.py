@@ -1,0 +1,1 @@
+"""Load generator, baseline server and harness behind `just bench`."""

@@ -1,0 +1,153 @@
+"""Server and worker processes for the harness, and their memory as the kernel
+reports it (``/proc/<pid>/status``: VmRSS now, VmHWM the peak)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+REPO = Path(__file__).resolve().parents[1]
+START_LIMIT_S = 60.0
+
+
+class BenchError(Exception):
+    """The harness could not set up or run a phase."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    rss_kib: int
+    hwm_kib: int
+
+
+def memory_of(pid: int) -> Memory:
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0])
+    return Memory(rss_kib=fields["VmRSS"], hwm_kib=fields["VmHWM"])
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` value 5)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as control:
+            control.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _greets(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.settimeout(5)
+            return conn.recv(64).startswith(b"220")
+    except OSError:
+        return False
+
+
+class Managed:
+    """A child process with its output in a log file; stopped with SIGTERM."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[bytes] = log_path.open("ab")
+        self.process = subprocess.Popen(
+            argv,
+            env={**os.environ, "PYTHONPATH": str(REPO), **env},
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def memory(self) -> Memory:
+        return memory_of(self.pid)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class ServerProcess(Managed):
+    """An LMTP server on 127.0.0.1:``port``, ready once it greets."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path, port: int):
+        super().__init__(name, argv, env, log_path)
+        self.address = ("127.0.0.1", port)
+        self._wait_ready(port)
+
+    def _wait_ready(self, port: int) -> None:
+        deadline = time.monotonic() + START_LIMIT_S
+        while not _greets(port):
+            if not self.alive():
+                raise BenchError(f"{self.name} exited during startup; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BenchError(f"{self.name} did not greet within {START_LIMIT_S} s")
+            time.sleep(0.1)
+
+
+def start_ours(env: dict[str, str], log_dir: Path, tag: str) -> ServerProcess:
+    """``ingest serve --no-milter``: the deployable server, without milter or worker."""
+    port = free_port()
+    return ServerProcess(
+        "ours",
+        [sys.executable, "-m", "lmtpd.cli", "serve", "--no-milter"],
+        {**env, "INGEST_LMTP_LISTEN": f"127.0.0.1:{port}"},
+        log_dir / f"ours-{tag}.log",
+        port,
+    )
+
+
+def start_baseline(env: dict[str, str], log_dir: Path, tag: str) -> ServerProcess:
+    port = free_port()
+    return ServerProcess(
+        "baseline",
+        [sys.executable, "-m", "benchmarks.baseline_server", "--port", str(port)],
+        env,
+        log_dir / f"baseline-{tag}.log",
+        port,
+    )
+
+
+SERVERS = {"ours": start_ours, "baseline": start_baseline}
+
+
+def start_worker(env: dict[str, str], log_dir: Path, workers: int) -> Managed:
+    return Managed(
+        "worker",
+        [sys.executable, "-m", "lmtpd.cli", "worker", "-w", str(workers)],
+        env,
+        log_dir / "worker.log",
+    )

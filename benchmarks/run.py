@@ -1,0 +1,310 @@
+"""`just bench`: our trio LMTP server against the aiosmtpd baseline, in one run,
+on one embedded Postgres, one object folder and huey SQLite queues, plus the
+storage ceiling without any protocol.
+
+Phases per server (each server is its own process; see docs/benchmarks.md):
+  rss     fresh process, a few warm-up messages, then one large message:
+          VmHWM against the idle VmRSS
+  small   N connections, small orders, closed loop: msg/s and accept latency
+  mixed   N connections, small orders and 200 KB PDF attachments
+  e2e     a paced load with `ingest worker` running: accept → PROCESSED
+Then the ceiling: InboundService.accept from 100 threads on pre-built spools.
+
+    python -m benchmarks.run                    # about a minute
+    python -m benchmarks.run -c 100 -d 20 --large-mb 25 --e2e-rate 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import trio
+from psycopg.conninfo import make_conninfo
+
+from benchmarks import report
+from benchmarks.loadgen import LoadResult, Workload, run_load
+from benchmarks.messages import parse_mix, templates
+from benchmarks.procs import (
+    REPO,
+    SERVERS,
+    BenchError,
+    Managed,
+    ServerProcess,
+    memory_of,
+    reset_peak,
+    start_worker,
+)
+from benchmarks.stats import summarise
+from ingest_core.adapters.pg_embedded import EmbeddedPostgres
+from ingest_core.adapters.pg_migrate import migrate
+from ingest_core.bootstrap import open_app
+from ingest_core.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from benchmarks.messages import Template
+
+RESULTS = REPO / "benchmarks" / "results"
+TENANT = "bench"
+RECIPIENT = f"orders+{TENANT}@orders.localhost"
+MiB = 1024.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("-c", "--connections", type=int, default=100, help="concurrent connections (100)")
+    add("-d", "--duration", type=float, default=6.0, help="seconds of the small phase (6)")
+    add("-n", "--count", type=int, help="messages per load phase instead of a duration")
+    add("--mix", default="small:0.8,pdf:0.2", help="mixed phase, kind:weight,… (small, pdf, large)")
+    add("--mixed-duration", type=float, default=4.0, help="seconds of the mixed phase; 0 skips")
+    add("--large-mb", type=float, default=25.0, help="size of the RSS-phase message; 0 skips")
+    add("--e2e-rate", type=float, default=20.0, help="paced msg/s with the worker running")
+    add("--e2e-duration", type=float, default=5.0, help="seconds of the e2e phase; 0 skips")
+    add("--e2e-timeout", type=float, default=60.0, help="longest wait for PROCESSED")
+    add("--workers", type=int, default=2, help="worker threads of `ingest worker`")
+    add("--ceiling-count", type=int, default=3000, help="messages for the ceiling; 0 skips")
+    add("--ceiling-threads", type=int, default=100)
+    add("--servers", default="ours,baseline", help="which servers, comma-separated")
+    add("--results", type=Path, default=RESULTS, help="folder for the JSON and the logs")
+    add("--keep", action="store_true", help="keep the data folder (Postgres, objects)")
+    return parser
+
+
+@contextlib.contextmanager
+def database(folder: Path) -> Iterator[str]:
+    """A migrated database on a private embedded Postgres, with the bench tenant."""
+    server = EmbeddedPostgres(folder / "pg")
+    server.start()
+    try:
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench")
+        url = make_conninfo(server.url, dbname="bench")
+        migrate(url)
+        settings = Settings(data_dir=folder, database_url=url, queue_url=_queue(folder, "admin"))
+        with open_app(settings) as app:
+            app.admin.add(TENANT, "Benchmark tenant")
+        yield url
+    finally:
+        server.stop()
+
+
+def _queue(folder: Path, name: str) -> str:
+    return f"sqlite:///{folder / f'queue-{name}.db'}"
+
+
+class Harness:
+    def __init__(self, args: argparse.Namespace, folder: Path, url: str, logs: Path) -> None:
+        self.args = args
+        self.folder = folder
+        self.logs = logs
+        self.env = {
+            "INGEST_DATA_DIR": str(folder),
+            "INGEST_DATABASE_URL": url,
+            "INGEST_DOMAINS": "orders.localhost",
+            "INGEST_LOG_FORMAT": "json",
+            "INGEST_SHUTDOWN_GRACE_S": "5",
+        }
+        self.url = url
+        self.mix = parse_mix(args.mix)
+        kinds = {"small", *self.mix} | ({"large"} if args.large_mb > 0 else set())
+        self.built: dict[str, Template] = templates(args.large_mb or 1, kinds)
+
+    def env_for(self, queue: str) -> dict[str, str]:
+        return {**self.env, "INGEST_QUEUE_URL": _queue(self.folder, queue)}
+
+    def load(self, server: ServerProcess, **options: Any) -> LoadResult:
+        options.setdefault("connections", self.args.connections)
+        workload = Workload(target=server.address, recipient=RECIPIENT, **options)
+        return trio.run(run_load, workload, self.built)
+
+    def phases(self, name: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        server = SERVERS[name](self.env_for("load"), self.logs, "load")
+        try:
+            self.load(server, connections=5, count=20)  # warm-up: pool, threads, imports
+            if self.args.large_mb > 0:
+                out["rss"] = self.rss(server)
+            out["small"] = self.closed_loop(server, {"small": 1.0}, self.args.duration)
+            if self.args.mixed_duration > 0:
+                out["mixed"] = self.closed_loop(server, self.mix, self.args.mixed_duration)
+        finally:
+            server.stop()
+        return out
+
+    def closed_loop(self, server: ServerProcess, mix: dict[str, float], duration: float) -> Any:
+        count = self.args.count
+        result = self.load(server, mix=mix, count=count, duration_s=None if count else duration)
+        summary = result.summary()
+        print(f"  {server.name}: {summary['messages_per_s']} msg/s", file=sys.stderr)
+        return summary
+
+    def rss(self, server: ServerProcess) -> dict[str, Any]:
+        """Idle VmRSS, then the peak (VmHWM, reset first, and 2 ms samples of
+        VmRSS) while one large message is received and accepted."""
+        time.sleep(0.5)
+        idle = memory_of(server.pid).rss_kib
+        reset = reset_peak(server.pid)
+
+        async def measure() -> tuple[LoadResult, int]:
+            sampled = 0
+            async with trio.open_nursery() as nursery:
+
+                async def sample() -> None:
+                    nonlocal sampled
+                    while True:
+                        sampled = max(sampled, memory_of(server.pid).rss_kib)
+                        await trio.sleep(0.002)
+
+                nursery.start_soon(sample)
+                workload = Workload(
+                    target=server.address, recipient=RECIPIENT, connections=1, count=1,
+                    mix={"large": 1.0},
+                )  # fmt: skip
+                result = await run_load(workload, self.built)
+                nursery.cancel_scope.cancel()
+            return result, sampled
+
+        result, sampled = trio.run(measure)
+        peak = max(sampled, memory_of(server.pid).hwm_kib if reset else 0)
+        summary = result.summary()
+        return {
+            "message_mb": round(len(self.built["large"].build("x@y")) / 1e6, 1),
+            "idle_mb": round(idle / MiB, 1),
+            "peak_mb": round(peak / MiB, 1),
+            "growth_mb": round((peak - idle) / MiB, 1),
+            "peak_from": "VmHWM after clear_refs" if reset else "VmRSS samples",
+            "accept_ms": summary["accept_latency"]["p50_ms"],  # type: ignore[index]
+            "errors": summary["errors"],
+            "non_250": summary["non_250"],
+        }
+
+    def e2e(self, name: str) -> dict[str, Any]:
+        """A paced load while the worker runs; accept → PROCESSED from the rows."""
+        server = SERVERS[name](self.env_for("e2e"), self.logs, "e2e")
+        try:
+            self.wait_processed(self.load(server, connections=2, count=4), 30.0)  # prime
+            result = self.load(
+                server,
+                connections=min(self.args.connections, 20),
+                rate=self.args.e2e_rate,
+                duration_s=self.args.e2e_duration,
+                mix=self.mix,
+            )
+        finally:
+            server.stop()
+        latencies, unfinished = self.wait_processed(result, self.args.e2e_timeout)
+        summary = result.summary()
+        return {
+            "rate": self.args.e2e_rate,
+            "messages": summary["accepted"],
+            "processed_latency": summarise(latencies),
+            "not_processed": unfinished,
+            "accept_latency": summary["accept_latency"],
+            "errors": summary["errors"],
+            "non_250": summary["non_250"],
+        }
+
+    def wait_processed(self, result: LoadResult, limit_s: float) -> tuple[list[float], int]:
+        """processed_at - received_at of the accepted messages, waiting up to
+        ``limit_s`` for them all; also how many were not PROCESSED by then."""
+        ids = [s.header_id for s in result.accepted]
+        deadline = time.monotonic() + limit_s
+        query = (
+            "SELECT EXTRACT(EPOCH FROM processed_at - received_at) FROM inbound_message"
+            " WHERE source_message_id = ANY(%s) AND status = 'PROCESSED'"
+        )
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while True:
+                rows = conn.execute(query, (ids,)).fetchall()
+                if len(rows) >= len(ids) or time.monotonic() > deadline:
+                    return [float(r[0]) for r in rows], len(ids) - len(rows)
+                time.sleep(0.2)
+
+    def ceiling(self) -> dict[str, Any]:
+        argv = [
+            sys.executable, "-m", "benchmarks.ceiling",
+            "--threads", str(self.args.ceiling_threads),
+            "--count", str(self.args.ceiling_count), "--mix", "small:1",
+        ]  # fmt: skip
+        with (self.logs / "ceiling.log").open("ab") as log:
+            done = subprocess.run(
+                argv,
+                env={**_os_env(), **self.env_for("ceiling"), "PYTHONPATH": str(REPO)},
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise BenchError(f"ceiling run failed; see {self.logs / 'ceiling.log'}")
+        return dict(json.loads(done.stdout))
+
+
+def _os_env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any]:
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = set(servers) - set(SERVERS)
+    if unknown:
+        raise BenchError(f"unknown server(s): {', '.join(sorted(unknown))}")
+    results: dict[str, Any] = {"parameters": {k: str(v) for k, v in vars(args).items()}}
+    results["parameters"]["connections"] = args.connections
+    with database(folder) as url:
+        harness = Harness(args, folder, url, logs)
+        for name in servers:
+            print(f"{name}: rss, small and mixed phases", file=sys.stderr)
+            results[name] = harness.phases(name)
+        if args.e2e_duration > 0:
+            worker: Managed = start_worker(harness.env_for("e2e"), logs, args.workers)
+            try:
+                for name in servers:
+                    print(f"{name}: end-to-end phase", file=sys.stderr)
+                    results[name]["e2e"] = harness.e2e(name)
+            finally:
+                worker.stop()
+        if args.ceiling_count > 0:
+            print("storage ceiling", file=sys.stderr)
+            results["ceiling"] = harness.ceiling()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    logs = args.results / f"logs-{stamp}"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        results = execute(args, folder, logs)
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    print(report.markdown(results))
+    path = report.write_json(results, args.results)
+    print(f"\nJSON: {path}\nserver logs: {logs}\nwall time: {results['wall_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

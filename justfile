@@ -13,8 +13,8 @@ default:
 run:
     {{venv}}/ingest db upgrade
     {{venv}}/ingest tenants add acme --name "Acme Corp (demo)" --if-missing
-    @echo "Send a sample order:   ./dev send      (or: {{just_executable()}} send)"
-    @echo "See the rows:          {{venv}}/ingest messages list"
+    @echo "Send a sample order:   ./dev send"
+    @echo "See the rows:          .venv/bin/ingest messages list"
     {{venv}}/ingest serve --with-worker
 
 # the test suite (all tiers but e2e); pytest exits non-zero when no test ran

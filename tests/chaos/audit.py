@@ -13,6 +13,7 @@ import psycopg
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
     from tests.chaos.load import Delivery
 
@@ -37,6 +38,16 @@ def fetch_rows(database_url: str) -> list[Row]:
             " attempts FROM inbound_message"
         ).fetchall()
     return [Row(*row) for row in rows]
+
+
+def local_reader(root: Path) -> ObjectReader:
+    """Objects of a local object store, read straight from its folder."""
+
+    def read(key: str) -> bytes | None:
+        path = root / key
+        return path.read_bytes() if path.is_file() else None
+
+    return read
 
 
 def base_message_id(source_message_id: str) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.chaos.audit import ScenarioResult, audit, base_message_id, fetch_rows
+from tests.chaos.audit import ScenarioResult, audit, base_message_id, fetch_rows, local_reader
 from tests.chaos.load import LoadGenerator, deliver_once
 from tests.chaos.procs import IngestServer, ingest_env, wait_for
 
@@ -32,14 +32,6 @@ def size_of(number: int) -> int:
     """Mostly small orders; every fourth one about 1.5 MB, so that some DATA
     transfers and object writes are under way when the kill lands."""
     return 1_500_000 if number % 4 == 0 else 3000 + 97 * (number % 50)
-
-
-def read_local(root: Path):
-    def read(key: str) -> bytes | None:
-        path = root / key
-        return path.read_bytes() if path.is_file() else None
-
-    return read
 
 
 def test_kill_9_under_load_loses_nothing_and_duplicates_nothing(
@@ -78,7 +70,7 @@ def test_kill_9_under_load_loses_nothing_and_duplicates_nothing(
     finally:
         server.stop()
 
-    result = audit(deliveries, fetch_rows(acme_db), read_local(data_dir / "objects"))
+    result = audit(deliveries, fetch_rows(acme_db), local_reader(data_dir / "objects"))
     assert result.clean, result.explain()
     assert result.stored == result.sent == len(deliveries)
     assert kills_in_flight >= 1, "no kill landed on a transaction in flight"

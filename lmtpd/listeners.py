@@ -7,8 +7,14 @@ import ipaddress
 import os
 import socket as stdlib_socket
 import stat
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_listen(spec: str) -> tuple[str, int] | str:
@@ -58,3 +64,18 @@ def bound_address(listeners: list[trio.SocketListener]) -> str:
         return f"unix:{name}"
     host, port = name[0], name[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def peer_allowed(peer: object, allow_from: Sequence[Network]) -> bool:
+    """Unix-socket peers are trusted (file permissions guard them); TCP peers by CIDR."""
+    if isinstance(peer, str | bytes):
+        return True
+    if not isinstance(peer, tuple) or not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in allow_from)

@@ -19,7 +19,6 @@ must be real objects at runtime.
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -37,11 +36,10 @@ from purepythonmilter import (
 )
 
 from ingest_core.ports import RecipientDecision, Reply
-from lmtpd.listeners import parse_listen
+from lmtpd.listeners import Network, parse_listen, peer_allowed
 
 log = logging.getLogger("ingest.milter")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 RecipientCheck = Callable[[str], Awaitable[RecipientDecision]]
 RoleAddress = Callable[[str], bool]
 ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -177,23 +175,6 @@ def _milter_backend(app: PurePythonMilter) -> _MilterBackend:
 
     server = MilterServer(app_factory=app._get_factory())
     return _MilterBackend(handle_connection=server.handle_connection, shutdown=server.shutdown)
-
-
-def peer_allowed(peername: object, allow_from: Sequence[Network]) -> bool:
-    """Whether a TCP peer (``writer.get_extra_info("peername")``) may talk to us.
-
-    A unix-socket peer has no address; the socket's file mode guards it. IPv4-mapped
-    IPv6 peers (a dual-stack listener) are judged by their IPv4 address.
-    """
-    if not isinstance(peername, tuple):
-        return True
-    try:
-        address = ipaddress.ip_address(str(peername[0]).split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in allow_from)
 
 
 def _guarded(handler: ConnectionHandler, allow_from: Sequence[Network]) -> ConnectionHandler:

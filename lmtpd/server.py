@@ -22,7 +22,7 @@ from ingest_core.ports import (
 )
 from ingest_core.spool import SpoolWriter
 from lmtpd import protocol as p
-from lmtpd.listeners import bound_address, open_listeners
+from lmtpd.listeners import Network, bound_address, open_listeners, peer_allowed
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ingest.lmtp")
 tracer = trace.get_tracer("lmtpd.server")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 NOT_ALLOWED = Reply(554, "5.7.1", "Not authorised to deliver here")
 TOO_MANY_CONNECTIONS = Reply(421, "4.3.2", "Too many connections, try again later")
@@ -60,21 +59,6 @@ class ServerConfig:
     spool_memory_bytes: int = 1 << 20
     spool_dir: Path | None = None
     worker_threads: int = 32
-
-
-def peer_allowed(peer: object, allow_from: Sequence[Network]) -> bool:
-    """Unix-socket peers are trusted (file permissions guard them); TCP peers by CIDR."""
-    if isinstance(peer, str | bytes):
-        return True
-    if not isinstance(peer, tuple) or not peer:
-        return False
-    try:
-        address = ipaddress.ip_address(str(peer[0]).split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in allow_from)
 
 
 class LmtpServer:

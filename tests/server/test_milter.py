@@ -418,7 +418,7 @@ def test_verdict_wire_format(reply: Reply, wire: bytes) -> None:
         (("fe80::1%eth0", 5000, 0, 2), False),
         (("not-an-ip", 5000), False),
         ("", True),  # unix socket peer
-        (None, True),
+        (None, False),  # an unknown peer is refused
     ],
 )
 def test_peer_allowed(peer: object, allowed: bool) -> None:

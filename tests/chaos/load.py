@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tests.chaos.procs import DOMAIN
+from tests.chaos.procs import DOMAIN, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -64,7 +65,8 @@ class Delivery:
 
 def make_message(tag: str, number: int, size: int) -> tuple[str, bytes]:
     """A message of about ``size`` bytes with lines that need dot-stuffing."""
-    message_id = f"{tag}-{number}-{uuid.uuid4().hex[:12]}@load.example"
+    slug = re.sub(r"[^A-Za-z0-9-]+", "-", tag)
+    message_id = f"{slug}-{number}-{uuid.uuid4().hex[:12]}@load.example"
     head = (
         f"Message-ID: <{message_id}>\r\nFrom: Buyer <{SENDER}>\r\n"
         f"To: <{RECIPIENT}>\r\nSubject: order {number}\r\n\r\n"
@@ -211,3 +213,58 @@ class LoadGenerator:
                 client = None
         if client is not None:
             client.close()
+
+
+@dataclass
+class Outage:
+    """What happened around one fault injected under load."""
+
+    load: LoadGenerator
+    broken_at: float
+    repairing_at: float
+
+    @property
+    def during(self) -> list[Attempt]:
+        """Attempts that began after the fault and ended before the repair began."""
+        return [
+            a
+            for a in self.load.attempts()
+            if a.started >= self.broken_at and a.finished <= self.repairing_at
+        ]
+
+
+def outage_under_load(
+    port: int,
+    tag: str,
+    *,
+    break_it: Callable[[], None],
+    repair_it: Callable[[], None],
+    before: int = 10,
+    during: int = 4,
+    after: int = 10,
+    workers: int = 3,
+) -> Outage:
+    """Deliver until ``before`` acknowledgements, break, wait for ``during``
+    finished attempts, repair, deliver until ``after`` more acknowledgements."""
+    with LoadGenerator(port, tag, workers=workers) as load:
+        wait_for(lambda: load.acked_since(0) >= before, "acknowledgements before the fault")
+        break_it()
+        broken_at = time.monotonic()
+        try:
+            wait_for(lambda: load.finished_since(broken_at) >= during, "replies during the fault")
+        finally:
+            repairing_at = time.monotonic()
+            repair_it()
+        repaired_at = time.monotonic()
+        wait_for(lambda: load.acked_since(repaired_at) >= after, "service after the repair")
+    return Outage(load, broken_at, repairing_at)
+
+
+def resend_unacknowledged(port: int, deliveries: list[Delivery]) -> list[Delivery]:
+    """Resend, one by one, every message that never got a 250; each must get one now."""
+    unacked = [d for d in deliveries if not d.acked]
+    for delivery in unacked:
+        attempt = deliver_once(port, delivery)
+        if attempt.code != 250:
+            raise AssertionError(f"resend of {delivery.message_id}: {attempt.code} {attempt.text}")
+    return unacked

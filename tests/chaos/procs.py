@@ -192,7 +192,7 @@ class MotoServer(Child):
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
 
-    def env(self) -> dict[str, str]:
+    def aws_env(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",

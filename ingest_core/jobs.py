@@ -25,8 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ingest.worker")
 
-EXTRACT_TASK = "ingest.extract"
-SWEEP_TASK = "ingest.sweep"
+# huey identifies a task by "<module>.<name>" of the decorated function. Both parts
+# are pinned here, so moving or renaming this module never orphans queued jobs:
+# the identifiers are "ingest.extract" and "ingest.sweep".
+TASK_NAMESPACE = "ingest"
+EXTRACT_TASK = "extract"
+SWEEP_TASK = "sweep"
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ def registered(huey: Any) -> Tasks:
 
 
 def _register(huey: Any) -> Tasks:
-    @huey.task(name=EXTRACT_TASK)  # type: ignore[untyped-decorator]
+    @huey.task(name=EXTRACT_TASK, __module__=TASK_NAMESPACE)  # type: ignore[untyped-decorator]
     def extract(message_id: str, traceparent: str | None = None) -> str:
         app = _app()
         try:
@@ -79,7 +83,7 @@ def _register(huey: Any) -> Tasks:
             return "retry"
         return result.outcome.value
 
-    @huey.periodic_task(crontab(minute="*"), name=SWEEP_TASK)  # type: ignore[untyped-decorator]
+    @huey.periodic_task(crontab(minute="*"), name=SWEEP_TASK, __module__=TASK_NAMESPACE)  # type: ignore[untyped-decorator]
     def periodic_sweep() -> int:
         app = _app()
         return len(sweep(app.repository, app.queue, app.settings))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import logging
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -88,13 +89,15 @@ class AcceptHandler:
         return outcome.reply
 
 
-class LmtpController(Controller):  # type: ignore[misc]
+class LmtpController(Controller):
     def factory(self) -> LMTP:
         return LMTP(self.handler, **self.SMTP_kwargs)
 
 
 def serve(port: int, settings: Settings) -> None:
     configure_logging(settings.log_format)
+    # aiosmtpd logs every connection and command at INFO; ours logs outcomes only.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     with open_app(settings) as app:
         loop = asyncio.new_event_loop()
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(WORKER_THREADS))

@@ -50,10 +50,10 @@ def measure(threads: int, count: int, mix: str, large_mb: float) -> dict[str, ob
             return outcome.reply.code, time.perf_counter() - started
 
         app.service.accept(envelope, Spool.from_bytes(built["small"].build(f"warm-{label}@x")))
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), time.process_time()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             results = list(pool.map(one, spools))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
     accepted = [latency for code, latency in results if code == 250]
     return {
         "threads": threads,
@@ -62,6 +62,7 @@ def measure(threads: int, count: int, mix: str, large_mb: float) -> dict[str, ob
         "elapsed_s": round(elapsed, 3),
         "messages_per_s": round(len(accepted) / elapsed, 1),
         "accept_call": summarise(accepted),
+        "cpu_ms_per_msg": round(1000 * cpu / max(len(accepted), 1), 3),
     }
 
 

@@ -4,6 +4,7 @@ reports it (``/proc/<pid>/status``: VmRSS now, VmHWM the peak)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,13 @@ def memory_of(pid: int) -> Memory:
             if name in ("VmRSS", "VmHWM"):
                 fields[name] = int(value.split()[0])
     return Memory(rss_kib=fields["VmRSS"], hwm_kib=fields["VmHWM"])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of every thread of ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset_peak(pid: int) -> bool:
@@ -142,6 +150,21 @@ def start_baseline(env: dict[str, str], log_dir: Path, tag: str) -> ServerProces
 
 
 SERVERS = {"ours": start_ours, "baseline": start_baseline}
+
+
+def start_profiler(pid: int, duration_s: float, output: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy (if installed) sampling ``pid`` for ``duration_s`` into collapsed
+    stacks (one ``frame;frame;… count`` line per stack); None without py-spy."""
+    binary = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if binary is None:
+        return None
+    return subprocess.Popen(
+        [binary, "record", "--pid", str(pid), "--duration", str(max(1, round(duration_s))),
+         "--rate", "200", "--format", "raw", "--nonblocking", "--gil", "--output", str(output)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def start_worker(env: dict[str, str], log_dir: Path, workers: int) -> Managed:

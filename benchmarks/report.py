@@ -69,6 +69,8 @@ def rows(results: Result) -> list[Row]:
             twice_baseline),
         Row(f"small: share of storage ceiling ({ceiling or '-'} msg/s)",
             _share(ours_rate, ceiling), _share(base_rate, ceiling), "≥ 80 %", lambda v: v >= 80),
+        Row("small: server CPU per message (ms)", *both("small", "server_cpu_ms_per_msg"),
+            digits=2),
         Row("small: accept latency p50 (ms)", *both("small", "accept_latency", "p50_ms")),
         Row("small: accept latency p95 (ms)", *both("small", "accept_latency", "p95_ms"),
             "< 100 ms", lambda v: v < 100),

@@ -40,8 +40,10 @@ from benchmarks.procs import (
     BenchError,
     Managed,
     ServerProcess,
+    cpu_seconds,
     memory_of,
     reset_peak,
+    start_profiler,
     start_worker,
 )
 from benchmarks.stats import summarise
@@ -79,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--servers", default="ours,baseline", help="which servers, comma-separated")
     add("--results", type=Path, default=RESULTS, help="folder for the JSON and the logs")
     add("--keep", action="store_true", help="keep the data folder (Postgres, objects)")
+    add("--profile", action="store_true", help="py-spy each server during the small phase")
     return parser
 
 
@@ -136,17 +139,31 @@ class Harness:
             self.load(server, connections=5, count=20)  # warm-up: pool, threads, imports
             if self.args.large_mb > 0:
                 out["rss"] = self.rss(server)
-            out["small"] = self.closed_loop(server, {"small": 1.0}, self.args.duration)
+            out["small"] = self.closed_loop(server, {"small": 1.0}, self.args.duration, "small")
             if self.args.mixed_duration > 0:
                 out["mixed"] = self.closed_loop(server, self.mix, self.args.mixed_duration)
         finally:
             server.stop()
         return out
 
-    def closed_loop(self, server: ServerProcess, mix: dict[str, float], duration: float) -> Any:
+    def closed_loop(
+        self, server: ServerProcess, mix: dict[str, float], duration: float, profile: str = ""
+    ) -> dict[str, Any]:
+        """Closed-loop load; also the server's CPU time per accepted message."""
         count = self.args.count
+        profiler = None
+        if profile and self.args.profile:
+            output = self.logs / f"profile-{server.name}-{profile}.txt"
+            profiler = start_profiler(server.pid, duration, output)
+        cpu_before = cpu_seconds(server.pid)
         result = self.load(server, mix=mix, count=count, duration_s=None if count else duration)
+        cpu = cpu_seconds(server.pid) - cpu_before
+        if profiler is not None:
+            profiler.wait()
         summary = result.summary()
+        accepted = len(result.accepted)
+        summary["server_cpu_s"] = round(cpu, 2)
+        summary["server_cpu_ms_per_msg"] = round(1000 * cpu / accepted, 3) if accepted else None
         print(f"  {server.name}: {summary['messages_per_s']} msg/s", file=sys.stderr)
         return summary
 

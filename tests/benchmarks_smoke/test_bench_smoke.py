@@ -1,0 +1,138 @@
+"""The benchmark harness exercised with tiny loads: it must run end to end and
+count correctly. No assertion here is about speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from benchmarks import report
+from benchmarks.loadgen import Workload, run_load
+from benchmarks.messages import MixPicker, parse_mix, templates
+from benchmarks.stats import percentile, summarise
+from ingest_core.adapters.memory import (
+    MemoryBlobStore,
+    MemoryJobQueue,
+    MemoryMessageRepository,
+    MemoryTenantDirectory,
+)
+from ingest_core.model import Tenant
+from ingest_core.service import AcceptConfig, InboundService
+from lmtpd.server import LmtpServer, ServerConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_templates_are_wire_ready_and_distinct() -> None:
+    built = templates(large_mb=1.0)
+    for template in built.values():
+        data = template.build("a-1@x")
+        assert data.endswith(b"\r\n")
+        assert not any(line.startswith(b".") for line in data.split(b"\r\n"))
+        assert b"\n" not in data.replace(b"\r\n", b"")
+        assert template.build("a-1@x") != template.build("a-2@x")
+    assert 200_000 < len(built["pdf"].build("a@x")) < 400_000
+    assert 0.9e6 < len(built["large"].build("a@x")) < 1.1e6
+
+
+def test_mix_is_parsed_normalised_and_picked_deterministically() -> None:
+    assert parse_mix("small:3,pdf:1") == {"small": 0.75, "pdf": 0.25}
+    with pytest.raises(ValueError, match="unknown"):
+        parse_mix("huge:1")
+    picker = MixPicker(parse_mix("small:1,pdf:1"))
+    kinds = [picker.kind(i) for i in range(400)]
+    assert kinds == [MixPicker(parse_mix("small:1,pdf:1")).kind(i) for i in range(400)]
+    assert 120 < kinds.count("pdf") < 280
+
+
+def test_percentiles_use_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.50) == 50.0
+    assert percentile(values, 0.95) == 95.0
+    assert percentile([3.0], 0.99) == 3.0
+    assert summarise([0.001, 0.002])["p50_ms"] == 1.0
+    assert summarise([])["count"] == 0
+
+
+def test_report_marks_targets() -> None:
+    results = {
+        "parameters": {"connections": 100},
+        "ours": {"small": {"messages_per_s": 500.0, "accept_latency": {"p95_ms": 150.0}}},
+        "baseline": {"small": {"messages_per_s": 200.0}},
+        "ceiling": {"messages_per_s": 1000.0},
+    }
+    verdicts = report.verdicts(results)
+    assert verdicts["small: accepted msg/s (100 conns)"] == "pass"
+    assert verdicts["small: accept latency p95 (ms)"] == "miss"
+    assert verdicts["small: share of storage ceiling (1000.0 msg/s)"] == "miss"
+    assert "| 2.50x |" in report.markdown(results)
+
+
+def _memory_service() -> tuple[InboundService, MemoryMessageRepository]:
+    repository = MemoryMessageRepository()
+    service = InboundService(
+        config=AcceptConfig(domains=("orders.localhost",), mailbox="orders"),
+        tenants=MemoryTenantDirectory([Tenant(uuid.uuid4(), "bench", "Bench")]),
+        store=MemoryBlobStore(),
+        repository=repository,
+        queue=MemoryJobQueue(),
+    )
+    return service, repository
+
+
+async def test_load_generator_counts_accepted_and_refused(nursery: trio.Nursery) -> None:
+    service, repository = _memory_service()
+    server = LmtpServer(service, ServerConfig(hostname="orders.localhost"))
+    address = await nursery.start(server.serve, "127.0.0.1:0")
+    host, _, port = address.rpartition(":")
+    built = templates(kinds=("small", "pdf"))
+    good = await run_load(
+        Workload(target=(host, int(port)), connections=4, count=30, mix=parse_mix("small:1,pdf:1")),
+        built,
+    )
+    assert len(good.accepted) == 30
+    assert len({s.header_id for s in good.accepted}) == 30
+    assert {s.kind for s in good.accepted} == {"small", "pdf"}
+    assert len(repository.rows) == 30
+    assert not good.errors
+    refused = await run_load(
+        Workload(
+            target=(host, int(port)),
+            connections=2,
+            count=5,
+            recipient="orders+nobody@orders.localhost",
+        ),
+        built,
+    )
+    assert refused.non_250 == {"550": 5}
+    assert not refused.accepted
+
+
+def test_harness_runs_end_to_end(tmp_path: Path) -> None:
+    """Both servers, the worker and the ceiling, a handful of messages each."""
+    argv = [
+        sys.executable, "-m", "benchmarks.run", "-c", "3", "-n", "8", "--large-mb", "1",
+        "--e2e-rate", "5", "--e2e-duration", "1", "--ceiling-count", "20",
+        "--ceiling-threads", "4", "--results", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| small: accepted msg/s (3 conns) |" in done.stdout
+    [json_path] = tmp_path.glob("bench-*.json")
+    results = json.loads(json_path.read_text())
+    for name in ("ours", "baseline"):
+        server = results[name]
+        assert server["small"]["accepted"] == 8
+        assert server["mixed"]["accepted"] == 8
+        assert report.error_count(server) == 0
+        assert server["rss"]["peak_mb"] >= server["rss"]["idle_mb"] > 0
+        assert server["e2e"]["messages"] == 5
+        assert server["e2e"]["not_processed"] == 0
+        assert server["e2e"]["processed_latency"]["count"] == 5
+    assert results["ceiling"]["accepted"] == 20

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from ingest_core.ports import BlobStore, JobQueue, MessageRepository, TenantDirectory
     from ingest_core.settings import Settings
+from ingest_core.tenant_cache import CachingTenantDirectory
 
 log = logging.getLogger("ingest.bootstrap")
 
@@ -83,7 +84,9 @@ def open_app(settings: Settings, *, huey: Any = None) -> Iterator[App]:
             settings.object_store_url, settings.objects_dir, timeout_s=settings.store_timeout_s
         )
         repository = PostgresMessageRepository(pool)
-        tenants = PostgresTenantDirectory(pool)
+        tenants: TenantDirectory = PostgresTenantDirectory(pool)
+        if settings.tenant_cache_s > 0:
+            tenants = CachingTenantDirectory(tenants, ttl_s=settings.tenant_cache_s)
         if huey is None:
             huey = huey_from_url(
                 settings.queue_url, settings.queue_path, timeout_s=settings.store_timeout_s

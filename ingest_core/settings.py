@@ -49,6 +49,7 @@ class Settings:
     command_timeout_s: float = 300.0
     data_timeout_s: float = 300.0
     store_timeout_s: float = 60.0
+    tenant_cache_s: float = 5.0
     shutdown_grace_s: float = 30.0
     spool_memory_bytes: int = 1 << 20
     spool_dir: Path | None = None
@@ -104,6 +105,9 @@ class Settings:
                 raise ConfigError(f"INGEST_{name} must be positive, got {raw!r}")
             return value
 
+        def seconds_or_zero(name: str, default: float) -> float:
+            return 0.0 if get(name) in ("0", "0.0") else number(name, default)
+
         def integer(name: str, default: int) -> int:
             return int(number(name, default))
 
@@ -132,6 +136,7 @@ class Settings:
             command_timeout_s=number("COMMAND_TIMEOUT_S", defaults.command_timeout_s),
             data_timeout_s=number("DATA_TIMEOUT_S", defaults.data_timeout_s),
             store_timeout_s=number("STORE_TIMEOUT_S", defaults.store_timeout_s),
+            tenant_cache_s=seconds_or_zero("TENANT_CACHE_S", defaults.tenant_cache_s),
             shutdown_grace_s=number("SHUTDOWN_GRACE_S", defaults.shutdown_grace_s),
             spool_memory_bytes=integer("SPOOL_MEMORY_BYTES", defaults.spool_memory_bytes),
             spool_dir=Path(p) if (p := get("SPOOL_DIR")) else None,

@@ -51,7 +51,11 @@ def run_consumer(*, workers: int = 2) -> int:
 
     configure_logging(settings.log_format)
     _worker_app()  # fail fast on a bad configuration, before taking jobs
-    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=True)
+    # An idle consumer backs off its polling; 1 s bounds the wait for the first job
+    # after a quiet spell (huey's default of 10 s would dominate accept → PROCESSED).
+    consumer = huey.create_consumer(
+        workers=workers, worker_type="thread", periodic=True, max_delay=1.0
+    )
     consumer.run()  # installs its own SIGTERM/SIGINT handlers: this is its own process
     _stack.close()
     return 0

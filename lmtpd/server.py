@@ -71,6 +71,7 @@ class LmtpServer:
         self.active = 0
         self.address: str | None = None
         self._closing = trio.Event()
+        self.idle_reads: set[trio.CancelScope] = set()
         self._listeners_scope: trio.CancelScope | None = None
 
     async def serve(
@@ -105,6 +106,8 @@ class LmtpServer:
         self._closing.set()
         if self._listeners_scope is not None:
             self._listeners_scope.cancel()
+        for scope in list(self.idle_reads):
+            scope.cancel()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -200,23 +203,19 @@ class _Session:
         return True
 
     async def _receive_or_shutdown(self, idle: bool) -> bytes | None:
-        """Next bytes from the peer; None if shutdown began while the session is idle."""
+        """Next bytes from the peer; None if shutdown began while the session is idle.
+
+        An idle read registers its cancel scope with the server, so shutdown can
+        interrupt it (trio's receive is cancel-safe: no byte is lost)."""
         if not idle:
             return bytes(await self.stream.receive_some(READ_SIZE))
-        result: list[bytes] = []
-        async with trio.open_nursery() as nursery:
-
-            async def receive() -> None:
-                result.append(bytes(await self.stream.receive_some(READ_SIZE)))
-                nursery.cancel_scope.cancel()
-
-            async def closing() -> None:
-                await self.server.closing.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(receive)
-            nursery.start_soon(closing)
-        return result[0] if result else None
+        with trio.CancelScope() as scope:
+            self.server.idle_reads.add(scope)
+            try:
+                return bytes(await self.stream.receive_some(READ_SIZE))
+            finally:
+                self.server.idle_reads.discard(scope)
+        return None
 
     async def flush(self) -> None:
         out = self.conn.data_to_send()

@@ -79,6 +79,11 @@ class InboundChannelPort(Protocol):
 
     def check_recipient(self, address: str, smtputf8: bool) -> RecipientDecision: ...
 
+    def check_recipient_now(self, address: str, smtputf8: bool) -> RecipientDecision | None:
+        """The decision if it needs no blocking I/O, else None (then call
+        :meth:`check_recipient` in a worker thread)."""
+        ...
+
     def accept(self, envelope: Envelope, spool: Spool) -> list[RecipientOutcome]: ...
 
 

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from ingest_core.ports import TenantDirectory
 
 
+class NotCached:
+    """Sentinel: the cache has no live answer for that slug."""
+
+
+NOT_CACHED = NotCached()
+
+
 class CachingTenantDirectory:
     def __init__(
         self,
@@ -49,6 +56,14 @@ class CachingTenantDirectory:
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
         return tenant
+
+    def peek(self, slug: str) -> Tenant | NotCached | None:
+        """The live cached answer, or NOT_CACHED; never asks the directory."""
+        with self._lock:
+            cached = self._entries.get(slug)
+        if cached is None or cached[0] <= self._clock():
+            return NOT_CACHED
+        return cached[1]
 
     def forget(self, slug: str | None = None) -> None:
         """Drop one slug (or everything), e.g. right after an administrative change."""

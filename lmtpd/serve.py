@@ -81,6 +81,9 @@ async def _milter(
     from lmtpd.milter import serve_milter
 
     async def check(address: str) -> RecipientDecision:
+        decision = port.check_recipient_now(address, True)
+        if decision is not None:
+            return decision
         return await trio.to_thread.run_sync(
             port.check_recipient, address, True, limiter=server.limiter
         )

@@ -181,17 +181,23 @@ class _Session:
             await self.flush()
 
     async def read_more(self) -> bool:
-        await self.flush()
-        if self.conn.closed:
+        """Flush replies, then wait for more bytes within the applicable deadline.
+        False when the session is over (closed, timed out, or shutting down)."""
+        if not await self.flush() or self.conn.closed:
             return False
-        idle_transaction = self.mail is None and not self.conn.in_data
-        if self.server.closing.is_set() and idle_transaction:
+        idle = self.mail is None and not self.conn.in_data
+        if self.server.closing.is_set() and idle:
             self.conn.refuse(SHUTTING_DOWN)
             return False
         timeout = self.config.data_timeout_s if self.conn.in_data else self.config.command_timeout_s
         data: bytes | None = None
-        with trio.move_on_after(timeout):
-            data = await self._receive_or_shutdown(idle_transaction)
+        with trio.move_on_after(timeout) as scope:
+            if idle:  # shutdown() cancels idle reads; trio's receive loses no byte
+                self.server.idle_reads.add(scope)
+            try:
+                data = bytes(await self.stream.receive_some(READ_SIZE))
+            finally:
+                self.server.idle_reads.discard(scope)
         if data is None:
             reply = SHUTTING_DOWN if self.server.closing.is_set() else TIMEOUT
             log.info(
@@ -202,26 +208,16 @@ class _Session:
         self.conn.receive_data(data)
         return True
 
-    async def _receive_or_shutdown(self, idle: bool) -> bytes | None:
-        """Next bytes from the peer; None if shutdown began while the session is idle.
-
-        An idle read registers its cancel scope with the server, so shutdown can
-        interrupt it (trio's receive is cancel-safe: no byte is lost)."""
-        if not idle:
-            return bytes(await self.stream.receive_some(READ_SIZE))
-        with trio.CancelScope() as scope:
-            self.server.idle_reads.add(scope)
-            try:
-                return bytes(await self.stream.receive_some(READ_SIZE))
-            finally:
-                self.server.idle_reads.discard(scope)
-        return None
-
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Send queued replies; False if the peer would not take them in time."""
         out = self.conn.data_to_send()
-        if out:
-            with trio.move_on_after(self.config.command_timeout_s):
-                await self.stream.send_all(out)
+        if not out:
+            return True
+        with trio.move_on_after(self.config.command_timeout_s):
+            await self.stream.send_all(out)
+            return True
+        log.info("peer not reading; closing", extra={"peer": _peer_text(self.peer)})
+        return False
 
     async def on_event(self, event: object) -> None:
         match event:
@@ -253,10 +249,13 @@ class _Session:
 
     async def on_rcpt(self, address: str) -> None:
         smtputf8 = bool(self.mail and self.mail.smtputf8)
+        port = self.server.port
         try:
-            decision = await trio.to_thread.run_sync(
-                self.server.port.check_recipient, address, smtputf8, limiter=self.server.limiter
-            )
+            decision = port.check_recipient_now(address, smtputf8)
+            if decision is None:  # the directory must be asked: blocking I/O
+                decision = await trio.to_thread.run_sync(
+                    port.check_recipient, address, smtputf8, limiter=self.server.limiter
+                )
         except Exception:
             log.exception("recipient check failed", extra={"peer": _peer_text(self.peer)})
             decision = RecipientDecision(address, DIRECTORY_UNAVAILABLE)

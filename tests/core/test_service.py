@@ -156,3 +156,29 @@ def test_same_tenant_twice_gets_two_replies_one_row(world: World) -> None:
     assert [o.address for o in outcomes] == [d.address for d in decisions]
     assert outcomes[0].message_id == outcomes[1].message_id
     assert len(world.repo.rows) == 1
+
+
+def test_check_recipient_now_answers_without_io_only_when_it_can(world: World) -> None:
+    from ingest_core.tenant_cache import CachingTenantDirectory
+
+    now = world.service.check_recipient_now
+    assert now("orders+acme@elsewhere.example", False).reply.enhanced == "5.1.2"
+    assert now(f"postmaster@{DOMAIN}", False).reply.code == 550
+    assert now(f"orders+acme@{DOMAIN}", False) is None  # no cache: must ask
+
+    cached = InboundService(
+        config=AcceptConfig(domains=(DOMAIN,), mailbox="orders"),
+        tenants=CachingTenantDirectory(world.tenants, ttl_s=60),
+        store=world.store,
+        repository=world.repo,
+        queue=world.queue,
+    )
+    assert cached.check_recipient_now(f"orders+acme@{DOMAIN}", False) is None
+    assert cached.check_recipient(f"orders+acme@{DOMAIN}", False).accepted
+    world.tenants.unavailable = True  # a live cached answer needs no directory
+    fast = cached.check_recipient_now(f"orders+ACME@{DOMAIN}", False)
+    assert fast is not None
+    assert fast.accepted
+    assert fast.tenant == world.acme
+    assert cached.check_recipient(f"orders+gone@{DOMAIN}", False).reply.code == 451
+    assert cached.check_recipient_now(f"orders+gone@{DOMAIN}", False) is None

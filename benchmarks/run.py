@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--servers", default="ours,baseline", help="which servers, comma-separated")
     add("--results", type=Path, default=RESULTS, help="folder for the JSON and the logs")
     add("--keep", action="store_true", help="keep the data folder (Postgres, objects)")
+    add(
+        "--pipelined-duration",
+        type=float,
+        default=6.0,
+        help="seconds of a small phase pipelined as Postfix sends (ours only); 0 skips",
+    )
     add("--profile", action="store_true", help="py-spy each server during the small phase")
     return parser
 
@@ -142,12 +148,22 @@ class Harness:
             out["small"] = self.closed_loop(server, {"small": 1.0}, self.args.duration, "small")
             if self.args.mixed_duration > 0:
                 out["mixed"] = self.closed_loop(server, self.mix, self.args.mixed_duration)
+            if name == "ours" and self.args.pipelined_duration > 0:
+                # Postfix pipelines MAIL/RCPT/DATA over LMTP; aiosmtpd offers no PIPELINING.
+                out["pipelined"] = self.closed_loop(
+                    server, {"small": 1.0}, self.args.pipelined_duration, pipeline=True
+                )
         finally:
             server.stop()
         return out
 
     def closed_loop(
-        self, server: ServerProcess, mix: dict[str, float], duration: float, profile: str = ""
+        self,
+        server: ServerProcess,
+        mix: dict[str, float],
+        duration: float,
+        profile: str = "",
+        **options: Any,
     ) -> dict[str, Any]:
         """Closed-loop load; also the server's CPU time per accepted message."""
         count = self.args.count
@@ -156,7 +172,9 @@ class Harness:
             output = self.logs / f"profile-{server.name}-{profile}.txt"
             profiler = start_profiler(server.pid, duration, output)
         cpu_before = cpu_seconds(server.pid)
-        result = self.load(server, mix=mix, count=count, duration_s=None if count else duration)
+        result = self.load(
+            server, mix=mix, count=count, duration_s=None if count else duration, **options
+        )
         cpu = cpu_seconds(server.pid) - cpu_before
         if profiler is not None:
             profiler.wait()

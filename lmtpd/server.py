@@ -3,6 +3,7 @@ stream and :mod:`lmtpd.protocol`, and the core reached in worker threads."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket as stdlib_socket
@@ -38,6 +39,7 @@ TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
 SHUTTING_DOWN = Reply(421, "4.3.0", "Service shutting down, try again later")
 INTERNAL_ERROR = Reply(451, "4.3.0", "Temporary local problem, try again later")
 READ_SIZE = 65536
+_TRANSIENT_ACCEPT_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,16 @@ class LmtpServer:
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
-            stream = await listener.accept()
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _TRANSIENT_ACCEPT_ERRORS:
+                    raise
+                # Out of file descriptors or buffers: keep serving the connections
+                # we have and try again shortly (as trio's serve_listeners does).
+                log.error("accept failed; retrying", extra={"errno": exc.errno})
+                await trio.sleep(0.1)
+                continue
             nursery.start_soon(self.handle, stream)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -153,7 +164,6 @@ class _Session:
     def reset(self) -> None:
         self.mail: p.MailFrom | None = None
         self.accepted: list[RecipientDecision] = []
-        self.pending_rcpt: RecipientDecision | None = None
         self.spool: SpoolWriter | None = None
 
     async def run(self) -> None:

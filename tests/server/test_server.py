@@ -235,3 +235,31 @@ async def test_graceful_shutdown_finishes_in_flight_and_refuses_idle(start_serve
     await busy.send(order() + b".\r\n")
     assert await busy.code() == 250
     assert len(h.repo.rows) == 1
+
+
+async def test_accept_loop_survives_running_out_of_descriptors(
+    start_server, nursery, autojump_clock
+) -> None:
+    import errno
+
+    import trio.testing
+
+    h = await start_server()
+    client_side, server_side = trio.testing.memory_stream_pair()
+
+    class ExhaustedListener:
+        calls = 0
+
+        async def accept(self):
+            self.calls += 1
+            if self.calls <= 2:
+                raise OSError(errno.EMFILE, "Too many open files")
+            if self.calls == 3:
+                return server_side
+            await trio.sleep_forever()
+
+    listener = ExhaustedListener()
+    nursery.start_soon(h.server._accept_loop, listener, nursery)
+    client = RawClient(client_side)
+    assert await client.code() == 220
+    assert listener.calls >= 3

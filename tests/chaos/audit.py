@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tests.chaos.load import Delivery
 
 ObjectReader = Callable[[str], bytes | None]
+RecordScenario = Callable[["ScenarioResult"], None]
 
 
 @dataclass(frozen=True)

@@ -97,10 +97,12 @@ class Child:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def check_alive(self, what: str) -> None:
+    def check_alive(self, what: str) -> bool:
+        """True while the process runs (or before it started); raises once it exited."""
         if self.process is not None and self.process.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise AssertionError(f"{what} exited with {self.process.returncode}:\n{tail}")
+        return True
 
     def kill9(self) -> None:
         """SIGKILL: no handler, no cleanup, no flush."""

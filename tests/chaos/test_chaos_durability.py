@@ -32,6 +32,10 @@ from tests.server.rawclient import RawClient
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import trio
+
+    from tests.chaos.audit import RecordScenario
+
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 
 
@@ -69,7 +73,11 @@ async def deliver(address: str, delivery: Delivery, log: SyncLog) -> int:
 
 
 async def test_object_and_folders_are_synced_before_the_reply(
-    nursery, data_dir: Path, acme_db: str, monkeypatch: pytest.MonkeyPatch, record_scenario
+    nursery: trio.Nursery,
+    data_dir: Path,
+    acme_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    record_scenario: RecordScenario,
 ) -> None:
     log = SyncLog()
     monkeypatch.setattr(objects, "_fsync", log)
@@ -112,11 +120,11 @@ def test_embedded_postgres_and_sqlite_queue_are_durable(data_dir: Path) -> None:
     try:
         with open_app(settings) as app, app.pool.connection() as conn:
             shown = {
-                name: conn.execute(f"SHOW {name}").fetchone()[0]
+                name: conn.execute(f"SHOW {name}").fetchone()
                 for name in ("fsync", "synchronous_commit", "full_page_writes")
             }
             queue = app.huey.storage.conn.execute("PRAGMA synchronous").fetchone()[0]
     finally:
         release_embedded()
-    assert shown == {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+    assert shown == {"fsync": ("on",), "synchronous_commit": ("on",), "full_page_writes": ("on",)}
     assert queue == 2  # FULL

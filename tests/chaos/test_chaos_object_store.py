@@ -30,9 +30,10 @@ from tests.chaos.load import (
 from tests.chaos.procs import IngestServer, MotoServer, ingest_env
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from tests.chaos.audit import RecordScenario
     from tests.chaos.load import Outage
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
@@ -62,7 +63,7 @@ def run_local_outage(
     name: str,
     data_dir: Path,
     acme_db: str,
-    record_scenario,
+    record_scenario: RecordScenario,
     break_it: Callable[[], None],
     repair_it: Callable[[], None],
 ) -> None:
@@ -82,7 +83,9 @@ def run_local_outage(
     record_scenario(ScenarioResult.of(name, result, note))
 
 
-def test_local_folder_replaced_by_a_file(acme_db: str, data_dir: Path, record_scenario) -> None:
+def test_local_folder_replaced_by_a_file(
+    acme_db: str, data_dir: Path, record_scenario: RecordScenario
+) -> None:
     objects, away = data_dir / "objects", data_dir / "objects.away"
 
     def break_it() -> None:
@@ -114,7 +117,9 @@ def _bind_mounts_work(folder: Path) -> bool:
         probe.rmdir()
 
 
-def test_local_folder_mounted_read_only(acme_db: str, data_dir: Path, record_scenario) -> None:
+def test_local_folder_mounted_read_only(
+    acme_db: str, data_dir: Path, record_scenario: RecordScenario
+) -> None:
     if os.geteuid() != 0 or not _bind_mounts_work(data_dir):
         pytest.skip("a read-only bind mount needs root and mount permission")
     objects = data_dir / "objects"
@@ -140,7 +145,7 @@ def test_local_folder_mounted_read_only(acme_db: str, data_dir: Path, record_sce
 
 
 @pytest.fixture
-def moto(data_dir: Path):
+def moto(data_dir: Path) -> Iterator[MotoServer]:
     server = MotoServer(data_dir / "moto.log")
     server.start()
     try:
@@ -158,7 +163,7 @@ def s3_env(data_dir: Path, acme_db: str, moto: MotoServer, url: str) -> dict[str
 
 
 def test_s3_server_paused_under_load(
-    acme_db: str, data_dir: Path, moto: MotoServer, record_scenario
+    acme_db: str, data_dir: Path, moto: MotoServer, record_scenario: RecordScenario
 ) -> None:
     """SIGSTOP: connections are accepted by the kernel, nothing answers."""
     bucket = f"chaos-{uuid.uuid4().hex[:12]}"
@@ -186,7 +191,7 @@ def test_s3_server_paused_under_load(
 
 
 def test_s3_server_killed_and_restarted(
-    acme_db: str, data_dir: Path, moto: MotoServer, record_scenario
+    acme_db: str, data_dir: Path, moto: MotoServer, record_scenario: RecordScenario
 ) -> None:
     """SIGKILL: connections are refused. moto keeps objects in memory only, so
     objects written before the kill are gone after its restart: the warm-up

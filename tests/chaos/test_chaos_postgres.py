@@ -19,11 +19,14 @@ from tests.chaos.procs import IngestServer, ingest_env
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.chaos.audit import RecordScenario
+    from tests.chaos.conftest import OwnPostgres
+
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
 
 def test_postgres_outage_gives_451_and_service_resumes(
-    own_postgres, data_dir: Path, record_scenario
+    own_postgres: OwnPostgres, data_dir: Path, record_scenario: RecordScenario
 ) -> None:
     env = ingest_env(data_dir, own_postgres.url, INGEST_STORE_TIMEOUT_S="2")
     server = IngestServer(env, data_dir / "serve.log")

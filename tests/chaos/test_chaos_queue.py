@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    from tests.chaos.audit import RecordScenario
+
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
 MESSAGES = 6
@@ -64,7 +66,7 @@ def sweep_and_process(
         wait_for(
             lambda: (
                 worker.check_alive("ingest worker")
-                or statuses(database_url) == ["PROCESSED"] * MESSAGES
+                and statuses(database_url) == ["PROCESSED"] * MESSAGES
             ),
             "the worker to process the swept messages",
         )
@@ -73,7 +75,9 @@ def sweep_and_process(
     assert {row.attempts for row in fetch_rows(database_url)} == {1}
 
 
-def test_redis_down_at_accept_then_swept(acme_db: str, data_dir: Path, record_scenario) -> None:
+def test_redis_down_at_accept_then_swept(
+    acme_db: str, data_dir: Path, record_scenario: RecordScenario
+) -> None:
     if redis_binary() is None:
         pytest.skip("redis-server is not installed")
     port = free_port()  # nothing listens here yet
@@ -101,7 +105,7 @@ def test_redis_down_at_accept_then_swept(acme_db: str, data_dir: Path, record_sc
 
 
 def test_sqlite_queue_locked_at_accept_then_swept(
-    acme_db: str, data_dir: Path, record_scenario
+    acme_db: str, data_dir: Path, record_scenario: RecordScenario
 ) -> None:
     env = ingest_env(
         data_dir, acme_db, INGEST_STORE_TIMEOUT_S="1", INGEST_SWEEP_AGE_S="0.001"

@@ -9,6 +9,7 @@ resend, and exactly one after it.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from tests.chaos.procs import IngestServer, ingest_env, wait_for
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.chaos.audit import RecordScenario
+
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
 KILLS = 3
@@ -34,8 +37,12 @@ def size_of(number: int) -> int:
     return 1_500_000 if number % 4 == 0 else 3000 + 97 * (number % 50)
 
 
+def acked_since(load: LoadGenerator, moment: float) -> bool:
+    return load.acked_since(moment) >= ACKS_BETWEEN_KILLS
+
+
 def test_kill_9_under_load_loses_nothing_and_duplicates_nothing(
-    acme_db: str, data_dir: Path, record_scenario
+    acme_db: str, data_dir: Path, record_scenario: RecordScenario
 ) -> None:
     server = IngestServer(ingest_env(data_dir, acme_db), data_dir / "serve.log")
     server.start()
@@ -45,13 +52,12 @@ def test_kill_9_under_load_loses_nothing_and_duplicates_nothing(
             for _ in range(KILLS):
                 since = time.monotonic()
                 wait_for(
-                    lambda since=since: load.acked_since(since) >= ACKS_BETWEEN_KILLS,
-                    "acknowledgements between kills",
+                    functools.partial(acked_since, load, since), "acknowledgements between kills"
                 )
                 server.kill9()
                 server.start()
             since = time.monotonic()
-            wait_for(lambda: load.acked_since(since) >= ACKS_BETWEEN_KILLS, "service after kills")
+            wait_for(functools.partial(acked_since, load, since), "service after kills")
         deliveries = load.deliveries
         unacked = [d for d in deliveries if not d.acked]
         kills_in_flight = sum(1 for d in unacked if d.attempts[-1].code is None)

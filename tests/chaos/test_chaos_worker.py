@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from tests.chaos.audit import RecordScenario
+
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(180)]
 
 LEASE_S = 1.0
@@ -97,7 +99,7 @@ def kill_mid_extraction(
     message_id = accept(app, raw)
     worker.start()
     wait_for(
-        lambda: worker.check_alive("ingest worker") or state(conn, message_id)[0] != "RECEIVED",
+        lambda: worker.check_alive("ingest worker") and state(conn, message_id)[0] != "RECEIVED",
         "the worker to claim the message",
     )
     worker.kill9()
@@ -109,7 +111,7 @@ def kill_mid_extraction(
 
 
 def test_worker_killed_mid_extraction_ends_processed_once(
-    app: App, acme_db: str, data_dir: Path, record_scenario
+    app: App, acme_db: str, data_dir: Path, record_scenario: RecordScenario
 ) -> None:
     env = ingest_env(data_dir, acme_db, INGEST_CLAIM_LEASE_S=str(LEASE_S))
     worker = IngestWorker(env, data_dir / "worker.log")

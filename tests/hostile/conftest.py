@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -73,8 +74,12 @@ class MemoryServer:
     core: MemoryCore
 
 
+ServeMemory = Callable[..., Awaitable[MemoryServer]]
+ServeApp = Callable[[App], Awaitable[str]]
+
+
 @pytest.fixture
-def serve_memory(nursery: trio.Nursery):
+def serve_memory(nursery: trio.Nursery) -> ServeMemory:
     async def start(**overrides: object) -> MemoryServer:
         core = memory_core()
         config = replace(ServerConfig(hostname="lmtp.test"), **overrides)  # type: ignore[arg-type]
@@ -96,7 +101,7 @@ def pg_app(data_dir: Path, pg_url: str) -> Iterator[App]:
 
 
 @pytest.fixture
-def serve_app(nursery: trio.Nursery):
+def serve_app(nursery: trio.Nursery) -> ServeApp:
     async def start(app: App) -> str:
         server = LmtpServer(app.service, server_config(app.settings))
         address: str = await nursery.start(server.serve, "127.0.0.1:0")

@@ -30,6 +30,8 @@ from tests.server.rawclient import RawClient
 
 if TYPE_CHECKING:
     from ingest_core.bootstrap import App
+    from ingest_core.ports import RecipientDecision
+    from tests.hostile.conftest import ServeMemory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,7 +111,7 @@ async def connect_from(address: str, source: str) -> trio.SocketStream:
     return await trio.open_tcp_stream(host, int(port), local_address=source)
 
 
-async def test_lmtp_refuses_peers_outside_its_allow_list(serve_memory) -> None:
+async def test_lmtp_refuses_peers_outside_its_allow_list(serve_memory: ServeMemory) -> None:
     h = await serve_memory(allow_from=ONLY_127_0_0_2)
     outsider = RawClient(await connect_from(h.address, "127.0.0.3"))
     code, lines = await outsider.reply()
@@ -130,11 +132,11 @@ def test_the_lmtp_allow_list_comes_from_the_environment() -> None:
     )
 
 
-async def test_milter_refuses_peers_outside_its_allow_list(nursery) -> None:
+async def test_milter_refuses_peers_outside_its_allow_list(nursery: trio.Nursery) -> None:
     core = memory_core()
     limiter = trio.CapacityLimiter(2)
 
-    async def check(address: str):
+    async def check(address: str) -> RecipientDecision:
         return await trio.to_thread.run_sync(
             core.service.check_recipient, address, True, limiter=limiter
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -21,6 +22,11 @@ from hypothesis import strategies as st
 from lmtpd.server import INTERNAL_ERROR, LmtpServer, ServerConfig
 from tests.hostile.conftest import ACME, DOMAIN, GLOBEX, MemoryCore, memory_core
 from tests.server.rawclient import RawClient
+
+if TYPE_CHECKING:
+    from trio.testing import MockClock
+
+    from tests.hostile.conftest import ServeMemory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,7 +173,9 @@ SMUGGLING_VECTORS = [
 
 
 @pytest.mark.parametrize("vector", SMUGGLING_VECTORS)
-async def test_smuggling_vectors_never_end_or_split_a_message(serve_memory, vector: bytes) -> None:
+async def test_smuggling_vectors_never_end_or_split_a_message(
+    serve_memory: ServeMemory, vector: bytes
+) -> None:
     h = await serve_memory()
     smuggled = (
         b"MAIL FROM:<evil@attacker.example>\r\n"
@@ -188,7 +196,9 @@ async def test_smuggling_vectors_never_end_or_split_a_message(serve_memory, vect
 # ------------------------------------------------------------------------ limits
 
 
-async def test_megabyte_command_line_is_refused_and_the_session_goes_on(serve_memory) -> None:
+async def test_megabyte_command_line_is_refused_and_the_session_goes_on(
+    serve_memory: ServeMemory,
+) -> None:
     h = await serve_memory()
     client = await RawClient.connect(h.address)
     await client.hello()
@@ -214,7 +224,7 @@ async def read_lines(client: RawClient, count: int) -> list[bytes]:
     return data[:end].split(b"\r\n")[:-1]
 
 
-async def test_ten_thousand_recipients(serve_memory) -> None:
+async def test_ten_thousand_recipients(serve_memory: ServeMemory) -> None:
     h = await serve_memory()  # the default limit: 1000 recipients
     client = await RawClient.connect(h.address)
     await client.hello()
@@ -249,7 +259,9 @@ RCPT_INJECTIONS = [
 
 
 @pytest.mark.parametrize("command", RCPT_INJECTIONS)
-async def test_control_characters_in_recipients_never_deliver(serve_memory, command: bytes) -> None:
+async def test_control_characters_in_recipients_never_deliver(
+    serve_memory: ServeMemory, command: bytes
+) -> None:
     h = await serve_memory()
     client = await RawClient.connect(h.address)
     await client.hello()
@@ -267,7 +279,7 @@ async def test_control_characters_in_recipients_never_deliver(serve_memory, comm
     reason="lmtpd.protocol.LmtpConnection._step_command ends a command line at any LF:"
     " one CRLF line holding a bare LF is answered as two commands (500, then 250)",
 )
-async def test_a_line_with_a_bare_lf_is_one_refused_command(serve_memory) -> None:
+async def test_a_line_with_a_bare_lf_is_one_refused_command(serve_memory: ServeMemory) -> None:
     """RFC 5321 §2.3.8: only CRLF ends a line. A peer (or a proxy in front) that
     sees one line must not have us see two: that is command-level smuggling."""
     h = await serve_memory()
@@ -291,7 +303,9 @@ MAIL_INJECTIONS = [
 
 
 @pytest.mark.parametrize("command", MAIL_INJECTIONS)
-async def test_control_characters_in_senders_are_refused(serve_memory, command: bytes) -> None:
+async def test_control_characters_in_senders_are_refused(
+    serve_memory: ServeMemory, command: bytes
+) -> None:
     h = await serve_memory()
     client = await RawClient.connect(h.address)
     await client.hello()
@@ -301,7 +315,7 @@ async def test_control_characters_in_senders_are_refused(serve_memory, command: 
     assert h.core.repo.rows == {}
 
 
-async def test_xforward_values_cannot_inject_lines_into_rows(serve_memory) -> None:
+async def test_xforward_values_cannot_inject_lines_into_rows(serve_memory: ServeMemory) -> None:
     h = await serve_memory()
     client = await RawClient.connect(h.address)
     await client.hello()
@@ -329,7 +343,7 @@ async def test_xforward_values_cannot_inject_lines_into_rows(serve_memory) -> No
     " a command line trickled a byte at a time is never cut off",
 )
 async def test_command_line_trickled_a_byte_at_a_time_hits_the_timeout(
-    serve_memory, autojump_clock
+    serve_memory: ServeMemory, autojump_clock: MockClock
 ) -> None:
     h = await serve_memory(command_timeout_s=30)
     client = await RawClient.connect(h.address)
@@ -347,7 +361,9 @@ async def test_command_line_trickled_a_byte_at_a_time_hits_the_timeout(
     assert client.buffer.startswith(b"421 4.4.2")
 
 
-async def test_idle_peer_between_commands_hits_the_timeout(serve_memory, autojump_clock) -> None:
+async def test_idle_peer_between_commands_hits_the_timeout(
+    serve_memory: ServeMemory, autojump_clock: MockClock
+) -> None:
     h = await serve_memory(command_timeout_s=30)
     client = await RawClient.connect(h.address)
     await client.hello()
@@ -361,7 +377,9 @@ async def test_idle_peer_between_commands_hits_the_timeout(serve_memory, autojum
     assert h.server.active == 0
 
 
-async def test_data_gap_longer_than_the_idle_limit_is_cut_off(serve_memory, autojump_clock) -> None:
+async def test_data_gap_longer_than_the_idle_limit_is_cut_off(
+    serve_memory: ServeMemory, autojump_clock: MockClock
+) -> None:
     h = await serve_memory(data_timeout_s=20, command_timeout_s=1000)
     client = await RawClient.connect(h.address)
     await client.hello()
@@ -376,7 +394,9 @@ async def test_data_gap_longer_than_the_idle_limit_is_cut_off(serve_memory, auto
 # -------------------------------------------------------------------- connections
 
 
-async def test_connections_over_the_limit_get_421_and_the_others_finish(serve_memory) -> None:
+async def test_connections_over_the_limit_get_421_and_the_others_finish(
+    serve_memory: ServeMemory,
+) -> None:
     h = await serve_memory(max_connections=4)
     bodies = [BODY.replace(b"h-1@", f"h-{n}@".encode()) for n in range(4)]
     busy = []

@@ -29,6 +29,7 @@ from tests.server.rawclient import RawClient
 if TYPE_CHECKING:
     from ingest_core.bootstrap import App
     from ingest_core.extraction import ExtractionResult
+    from tests.hostile.conftest import ServeApp
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -202,7 +203,7 @@ def test_hostile_filenames_are_display_only(pg_app: App) -> None:
     assert_store_holds_only_our_keys(pg_app)
 
 
-async def test_ten_megabyte_header_block_over_lmtp(pg_app: App, serve_app) -> None:
+async def test_ten_megabyte_header_block_over_lmtp(pg_app: App, serve_app: ServeApp) -> None:
     """Straight over LMTP: accepted (it is under the size limit), recorded with
     bounded header fields, then processed or failed by the worker in bounded memory."""
     filler = b"X-Filler: " + b"f" * 88 + b"\r\n"

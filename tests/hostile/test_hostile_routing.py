@@ -20,6 +20,7 @@ from tests.server.rawclient import RawClient
 
 if TYPE_CHECKING:
     from ingest_core.bootstrap import App
+    from tests.hostile.conftest import ServeApp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,7 +100,7 @@ async def rcpt(client: RawClient, address: str, smtputf8: bool) -> tuple[int, st
 
 
 async def test_hostile_recipients_get_their_documented_codes_and_land_nowhere_else(
-    pg_app: App, serve_app
+    pg_app: App, serve_app: ServeApp
 ) -> None:
     address = await serve_app(pg_app)
     client = await RawClient.connect(address)

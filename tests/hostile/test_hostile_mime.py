@@ -154,8 +154,8 @@ def test_quoted_printable_soft_break_abuse_is_processed(pg_app: App) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="ingest_core.mime.parse_message: the stdlib BytesFeedParser keeps each body"
-    " line as its own str until the part ends, about 60 bytes a line: a 6 MB flood"
-    " of short lines takes 120-180 MB of heap (30x) and seconds of CPU",
+    " line as its own str until the part ends, about 60 bytes a line: a 3 MB flood"
+    " of soft line breaks takes 64 MB of heap (21x)",
 )
 def test_short_line_flood_stays_within_the_heap_bound(pg_app: App) -> None:
     raw = soft_break_flood(1_000_000)  # 3 MB; a 35 MB one would take about 1 GB

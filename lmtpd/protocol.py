@@ -126,10 +126,14 @@ class LmtpConnection(Dialogue):
         if self._closed:
             return
         if self._discarding_line and not self._in:
-            newline = data.find(b"\n")
-            if newline < 0:
-                return  # still inside an over-long line: drop without buffering
-            data = data[newline:]
+            end = data.find(b"\r\n")
+            if end < 0:
+                # still inside an over-long line: drop it without buffering, but
+                # keep a final CR, which may begin the CRLF that ends it
+                if data.endswith(b"\r"):
+                    self._in += b"\r"
+                return
+            data = data[end:]
         self._in += data
 
     def next_event(self) -> Event | NeedData:
@@ -186,34 +190,37 @@ class LmtpConnection(Dialogue):
         return self._step_command()
 
     def _step_command(self) -> bool:
+        """Frame one command line. Only CRLF ends a line (RFC 5321 §2.3.8): a bare
+        LF or CR inside it makes the whole line one refused command, so a peer and
+        anything in front of us always agree on where commands begin."""
         buf = self._in
         if self._discarding_line:
-            newline = buf.find(b"\n")
-            if newline < 0:
-                buf.clear()
+            end = buf.find(b"\r\n")
+            if end < 0:
+                _keep_trailing_cr(buf)
                 return False
-            del buf[: newline + 1]
+            del buf[: end + 2]
             self._discarding_line = False
             self._reply(r.LINE_TOO_LONG)
             return True
-        newline = buf.find(b"\n", 0, self._max_line_length)
-        if newline < 0:
+        end = buf.find(b"\r\n", 0, self._max_line_length)
+        if end < 0:
             if len(buf) < self._max_line_length:
                 return False
             if _NAMES_BDAT.match(buf):
                 self._unframed()
             else:
-                self._discarding_line = True  # the next step drops it up to its LF
+                self._discarding_line = True  # the next step drops it up to its CRLF
             return True
-        line = bytes(buf[: newline + 1])
-        del buf[: newline + 1]
-        if newline == 0 or line[-2] != 0x0D or b"\r" in line[:-2]:
+        line = bytes(buf[:end])
+        del buf[: end + 2]
+        if b"\n" in line or b"\r" in line:
             if _NAMES_BDAT.match(line):
                 self._unframed()
             else:
                 self._reply(r.BARE_NEWLINE)
         else:
-            self._on_command_line(line[:-2])
+            self._on_command_line(line)
         return True
 
     def _step_data(self) -> bool:
@@ -261,3 +268,11 @@ class LmtpConnection(Dialogue):
         problem = r.reply_problem(reply, classes)
         if problem is not None:
             raise LocalProtocolError(problem)
+
+
+def _keep_trailing_cr(buf: bytearray) -> None:
+    """Empty ``buf`` but for a final CR (a CRLF may be split across reads)."""
+    tail = buf[-1:] == b"\r"
+    buf.clear()
+    if tail:
+        buf += b"\r"

@@ -271,11 +271,6 @@ async def test_control_characters_in_recipients_never_deliver(
     assert h.core.repo.rows == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lmtpd.protocol.LmtpConnection._step_command ends a command line at any LF:"
-    " one CRLF line holding a bare LF is answered as two commands (500, then 250)",
-)
 async def test_a_line_with_a_bare_lf_is_one_refused_command(serve_memory: ServeMemory) -> None:
     """RFC 5321 §2.3.8: only CRLF ends a line. A peer (or a proxy in front) that
     sees one line must not have us see two: that is command-level smuggling."""

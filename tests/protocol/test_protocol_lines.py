@@ -10,13 +10,27 @@ from tests.protocol.driver import HELLO, bytewise, connection, drive, pump, whol
 
 @pytest.mark.parametrize(
     "line",
-    [b"NOOP\n", b"NOOP\rNOOP\r\n", b"\n", b"MAIL FROM:<a@b.test>\n", b"\r\r\n"],
+    [
+        b"NOOP\nNOOP\r\n",
+        b"NOOP\rNOOP\r\n",
+        b"\n\r\n",
+        b"MAIL FROM:<a@b.test>\nRCPT TO:<c@d.test>\r\n",
+        b"\r\r\n",
+    ],
 )
-def test_bare_lf_or_cr_is_refused_and_the_line_discarded(line: bytes) -> None:
+def test_a_line_with_a_bare_lf_or_cr_is_one_refused_command(line: bytes) -> None:
+    """Only CRLF ends a line: whatever a bare LF or CR separates stays one line,
+    refused once, so no command can hide behind it."""
     for feed in (whole, bytewise):
         t = drive(feed(HELLO + line + b"NOOP\r\n"))
         assert t.replies[1:] == [(500, "5.5.2"), (250, "2.0.0")]
         assert t.of(p.MailFrom) == []
+
+
+def test_lf_only_lines_never_end_a_command() -> None:
+    t = drive(whole(HELLO + b"NOOP\nNOOP\nQUIT\n"))
+    assert t.replies[1:] == []  # no CRLF yet: nothing was a command
+    assert drive(whole(HELLO + b"NOOP\nQUIT\n" + b"\r\n")).replies[1:] == [(500, "5.5.2")]
 
 
 def test_line_of_exactly_the_limit_is_accepted() -> None:

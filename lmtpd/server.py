@@ -159,6 +159,7 @@ class _Session:
         )
         self.lhlo: str | None = None
         self.xforward: dict[str, str] = {}
+        self.command_deadline: float | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -182,6 +183,7 @@ class _Session:
                     if not await self.read_more():
                         break
                     continue
+                self.command_deadline = None  # the next command gets its own
                 if isinstance(event, p.Quit | p.ConnectionClosed):
                     break
                 await self.on_event(event)
@@ -199,9 +201,8 @@ class _Session:
         if self.server.closing.is_set() and idle:
             self.conn.refuse(SHUTTING_DOWN)
             return False
-        timeout = self.config.data_timeout_s if self.conn.in_data else self.config.command_timeout_s
         data: bytes | None = None
-        with trio.move_on_after(timeout) as scope:
+        with trio.move_on_at(self._read_deadline()) as scope:
             if idle:  # shutdown() cancels idle reads; trio's receive loses no byte
                 self.server.idle_reads.add(scope)
             try:
@@ -217,6 +218,16 @@ class _Session:
             return False
         self.conn.receive_data(data)
         return True
+
+    def _read_deadline(self) -> float:
+        """Message data: an idle limit, renewed by every read. A command line: one
+        limit for the whole line, so a peer trickling a byte at a time is cut off."""
+        now = trio.current_time()
+        if self.conn.in_data:
+            return now + self.config.data_timeout_s
+        if self.command_deadline is None:
+            self.command_deadline = now + self.config.command_timeout_s
+        return self.command_deadline
 
     async def flush(self) -> bool:
         """Send queued replies; False if the peer would not take them in time."""

@@ -15,8 +15,6 @@ deadline, all derived from ``Settings.store_timeout_s``:
 from __future__ import annotations
 
 import math
-import time
-import weakref
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -81,33 +79,12 @@ def open_pool(
         max_size=max_size,
         timeout=timeout_s,
         reconnect_timeout=max(timeout_s, 60.0),
-        check=_check_unless_recently_used,
-        reset=_note_returned,
+        check=ConnectionPool.check_connection,
         name=name,
         open=False,
     )
     pool.open(wait=False)
     return pool
-
-
-# A connection handed back to the pool less than this long ago skips the check
-# query: under load the check was one extra round trip per call (10-15 % of the
-# database time). A connection that died in that window fails its call, which the
-# caller turns into a temporary failure (451) and Postfix retries.
-RECENT_USE_S = 2.0
-_returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _note_returned(conn: psycopg.Connection[Any]) -> None:
-    _returned_at[conn] = time.monotonic()
-
-
-def _check_unless_recently_used(conn: psycopg.Connection[Any]) -> None:
-    returned = _returned_at.get(conn)
-    if returned is None or time.monotonic() - returned > RECENT_USE_S:
-        ConnectionPool.check_connection(conn)
 
 
 def connect(

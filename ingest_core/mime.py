@@ -65,6 +65,7 @@ class MimeLimits:
     max_parts: int = 1000
     max_depth: int = 10
     max_decoded_bytes: int = 268_435_456
+    max_lines: int = 1_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MimeLimits:
@@ -72,6 +73,7 @@ class MimeLimits:
             max_parts=settings.extract_max_parts,
             max_depth=settings.extract_max_depth,
             max_decoded_bytes=settings.extract_max_decoded_bytes,
+            max_lines=settings.extract_max_lines,
         )
 
 
@@ -143,7 +145,9 @@ def parse_message(
     Raises ManifestLimitExceeded (also for the parser's own RecursionError) or
     MalformedMessage.
     """
-    scanner = StructureScanner(max_parts=limits.max_parts, max_depth=limits.max_depth)
+    scanner = StructureScanner(
+        max_parts=limits.max_parts, max_depth=limits.max_depth, max_lines=limits.max_lines
+    )
     parser = BytesFeedParser(policy=policy.default)
     try:
         while data := source.read(chunk_size):

@@ -67,9 +67,11 @@ class StructureScanner:
     """Feed it the raw bytes; it raises ``ManifestLimitExceeded`` as soon as the
     message holds more parts or deeper nesting than allowed."""
 
-    def __init__(self, *, max_parts: int, max_depth: int) -> None:
+    def __init__(self, *, max_parts: int, max_depth: int, max_lines: int | None = None) -> None:
         self.max_parts = max_parts
         self.max_depth = max_depth
+        self.max_lines = max_lines
+        self.lines = 0
         self.parts = 1
         self.depth = 0
         self.fed = 0
@@ -96,6 +98,11 @@ class StructureScanner:
             return
         self._pending_cr = data.endswith(b"\r")
         lines = data.splitlines()
+        self.lines += len(lines)
+        if self.max_lines is not None and self.lines > self.max_lines:
+            # The stdlib parser keeps each body line as its own string (about 60
+            # bytes of overhead a line): a flood of short lines is what exhausts it.
+            raise ManifestLimitExceeded(f"too many lines: more than {self.max_lines}")
         tail = None if data.endswith((b"\n", b"\r")) else lines.pop()
         for line in lines:
             truncated = len(line) > LINE_CAP

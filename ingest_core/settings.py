@@ -56,6 +56,7 @@ class Settings:
     extract_max_parts: int = 1000
     extract_max_depth: int = 10
     extract_max_decoded_bytes: int = 268_435_456
+    extract_max_lines: int = 1_000_000
     extract_retries: int = 5
     sweep_age_s: float = 600.0
     claim_lease_s: float = 900.0
@@ -145,6 +146,7 @@ class Settings:
             extract_max_decoded_bytes=integer(
                 "EXTRACT_MAX_DECODED_BYTES", defaults.extract_max_decoded_bytes
             ),
+            extract_max_lines=integer("EXTRACT_MAX_LINES", defaults.extract_max_lines),
             extract_retries=integer("EXTRACT_RETRIES", defaults.extract_retries),
             sweep_age_s=number("SWEEP_AGE_S", defaults.sweep_age_s),
             claim_lease_s=number("CLAIM_LEASE_S", defaults.claim_lease_s),

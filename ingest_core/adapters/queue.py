@@ -59,11 +59,11 @@ def huey_from_url(
 
 
 def _sqlite(path: Path, name: str, timeout_s: float, options: dict[str, Any]) -> Any:
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         # fsync=True: synchronous=FULL, a queued job survives a power cut.
         return SqliteHuey(name, filename=str(path), timeout=timeout_s, fsync=True, **options)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise QueueUnavailable(f"cannot open queue database {path} ({type(exc).__name__})") from exc
 
 

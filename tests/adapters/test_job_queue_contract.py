@@ -123,3 +123,13 @@ def test_huey_from_url_kinds(tmp_path: Path) -> None:
 def test_huey_from_url_refuses(url: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         huey_from_url(url, tmp_path / "queue.db")
+
+
+def test_an_impossible_sqlite_path_is_queue_unavailable(tmp_path) -> None:
+    from ingest_core.adapters.queue import huey_from_url
+    from ingest_core.errors import QueueUnavailable
+
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    with pytest.raises(QueueUnavailable):
+        huey_from_url(None, blocker / "sub" / "queue.db")

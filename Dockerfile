@@ -26,9 +26,8 @@ USER 10001:10001
 ENV INGEST_ENV=production \
     INGEST_DATA_DIR=/var/lib/ingest \
     INGEST_LMTP_LISTEN=0.0.0.0:24 \
-    INGEST_MILTER_LISTEN=0.0.0.0:8890 \
-    INGEST_HTTP_LISTEN=0.0.0.0:9325
-EXPOSE 24 8890 9325
+    INGEST_MILTER_LISTEN=0.0.0.0:8890
+EXPOSE 24 8890
 
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
     CMD ["ingest", "healthcheck"]

@@ -28,8 +28,10 @@ class CountingDirectory(MemoryTenantDirectory):
 
 def make(ttl: float = 5.0, max_entries: int = 100):
     directory, clock = CountingDirectory(), Clock()
-    return directory, clock, CachingTenantDirectory(
-        directory, ttl_s=ttl, clock=clock, max_entries=max_entries
+    return (
+        directory,
+        clock,
+        CachingTenantDirectory(directory, ttl_s=ttl, clock=clock, max_entries=max_entries),
     )
 
 

@@ -15,6 +15,11 @@ class StoreUnavailable(IngestError):
     """An object store, database or queue call failed or timed out. Temporary."""
 
 
+class RecordRejected(StoreUnavailable):
+    """The database refused the data of a batch (not its availability): one item
+    may be to blame, so group commit retries each on its own."""
+
+
 class QueueUnavailable(StoreUnavailable):
     """The job queue could not take a job. The message is durable regardless."""
 

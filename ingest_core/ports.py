@@ -114,6 +114,12 @@ class MessageRepository(Protocol):
         """Insert one inbound_message (DESIGN §4 step 3), committed on return."""
         ...
 
+    def record_many(self, messages: Sequence[NewMessage]) -> list[Recorded]:
+        """Several :meth:`record_received` in one transaction, committed on return;
+        all or nothing. Raises RecordRejected when the data (not the database's
+        availability) was refused."""
+        ...
+
     def get(self, org_id: uuid.UUID, message_id: uuid.UUID) -> StoredMessage | None:
         """A tenant's own message; None for another tenant's id."""
         ...

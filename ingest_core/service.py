@@ -12,6 +12,7 @@ from opentelemetry import trace
 
 from ingest_core import addressing
 from ingest_core.errors import DirectoryUnavailable, QueueUnavailable, StoreUnavailable
+from ingest_core.group_commit import GroupCommit
 from ingest_core.headers import HeaderSummary, read_head, summarise
 from ingest_core.model import NewMessage, Recorded, RecordKind, Tenant
 from ingest_core.ports import (
@@ -65,6 +66,8 @@ class InboundService:
         self._store = store
         self._repository = repository
         self._queue = queue
+        # Concurrent accepts share one database transaction (DESIGN §4).
+        self._records: GroupCommit[NewMessage, Recorded] = GroupCommit(repository.record_many)
 
     def check_recipient(self, address: str, smtputf8: bool) -> RecipientDecision:
         early = self._refuse_by_address(address)
@@ -137,7 +140,7 @@ class InboundService:
             with tracer.start_as_current_span("blob.put"):
                 self._store.put(key, spool)
             with tracer.start_as_current_span("db.insert"):
-                recorded = self._repository.record_received(
+                recorded = self._records.submit(
                     _new_message(tenant, decision.address, envelope, spool, headers, key)
                 )
         except StoreUnavailable as exc:

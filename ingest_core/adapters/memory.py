@@ -9,7 +9,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, BinaryIO
 
-from ingest_core.errors import ObjectNotFound, QueueUnavailable, StoreUnavailable
+from ingest_core.errors import (
+    ObjectNotFound,
+    QueueUnavailable,
+    RecordRejected,
+    StoreUnavailable,
+)
 from ingest_core.model import (
     Attachment,
     MessageStatus,
@@ -98,6 +103,20 @@ class MemoryMessageRepository:
                     alt = f"{message.source_message_id}#{message.content_sha256[:16]}"
                     return self._insert(replace(message, source_message_id=alt), conflict=True)
             return self._insert(message, conflict=False)
+
+    def record_many(self, messages: Sequence[NewMessage]) -> list[Recorded]:
+        """All or nothing, like one database transaction."""
+        self._check()
+        if any(message.size_bytes < 0 for message in messages):  # the schema's CHECK
+            raise RecordRejected("record messages: data refused (fake)")
+        with self._lock:
+            snapshot = dict(self.rows)
+        try:
+            return [self.record_received(message) for message in messages]
+        except BaseException:
+            with self._lock:
+                self.rows = snapshot
+            raise
 
     def _insert(self, message: NewMessage, *, conflict: bool) -> Recorded:
         for row in self.rows.values():

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from ingest_core.adapters.pg_common import Pool, clean_text, database_errors, open_pool
 from ingest_core.adapters.pg_migrate import migrate
 from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin, TenantError
-from ingest_core.errors import StoreUnavailable
+from ingest_core.errors import RecordRejected, StoreUnavailable
 from ingest_core.model import (
     Attachment,
     MessageStatus,
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    import psycopg
 
 __all__ = [
     "PostgresMessageRepository",
@@ -108,22 +109,35 @@ class PostgresMessageRepository:
         self._pool = pool
 
     def record_received(self, message: NewMessage) -> Recorded:
-        params = _insert_params(message)
         with database_errors("record message"), self._pool.connection() as conn:
-            inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
-            if inserted is not None:
-                return Recorded(RecordKind.CREATED, inserted[0])
-            existing = self._find(conn, params)
-            if existing[1] == params["content_sha256"]:
-                return Recorded(RecordKind.DUPLICATE, existing[0])
-            # Same Message-ID, other content: its own row under a derived id.
-            params["source_message_id"] = (
-                f"{params['source_message_id']}#{params['content_sha256'][:16]}"
-            )
-            inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
-            if inserted is not None:
-                return Recorded(RecordKind.CONFLICT_STORED, inserted[0])
-            return Recorded(RecordKind.DUPLICATE, self._find(conn, params)[0])
+            return self._record(conn, message)
+
+    def record_many(self, messages: Sequence[NewMessage]) -> list[Recorded]:
+        """Several messages in one transaction and one commit (group commit)."""
+        try:
+            with database_errors("record messages"), self._pool.connection() as conn:
+                return [self._record(conn, message) for message in messages]
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, psycopg.errors.DataError | psycopg.errors.IntegrityError):
+                raise RecordRejected(f"record messages: data refused ({exc})") from exc
+            raise
+
+    def _record(self, conn: psycopg.Connection[Any], message: NewMessage) -> Recorded:
+        params = _insert_params(message)
+        inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
+        if inserted is not None:
+            return Recorded(RecordKind.CREATED, inserted[0])
+        existing = self._find(conn, params)
+        if existing[1] == params["content_sha256"]:
+            return Recorded(RecordKind.DUPLICATE, existing[0])
+        # Same Message-ID, other content: its own row under a derived id.
+        params["source_message_id"] = (
+            f"{params['source_message_id']}#{params['content_sha256'][:16]}"
+        )
+        inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
+        if inserted is not None:
+            return Recorded(RecordKind.CONFLICT_STORED, inserted[0])
+        return Recorded(RecordKind.DUPLICATE, self._find(conn, params)[0])
 
     @staticmethod
     def _find(conn: psycopg.Connection[Any], params: dict[str, Any]) -> tuple[Any, ...]:

@@ -323,3 +323,36 @@ def test_stored_message_is_what_claim_returned(harness: Harness) -> None:
     assert claimed == harness.repo.get(org, recorded.id)
     assert claimed.subject is None
     assert claimed.from_header is None
+
+
+def test_record_many_is_record_received_in_one_transaction(harness: Harness) -> None:
+    org, other_org = harness.new_tenant(), harness.new_tenant()
+    batch = [
+        message(org, content="one"),
+        message(org, content="one", sha256="e" * 64),  # the same, redelivered
+        message(org, content="two"),  # Message-ID reused for other content
+        message(other_org, content="one"),
+        message(org, smid="another@example.com", content="x"),
+    ]
+    recorded = harness.repo.record_many(batch)
+    assert [r.kind for r in recorded] == [
+        RecordKind.CREATED,
+        RecordKind.DUPLICATE,
+        RecordKind.CONFLICT_STORED,
+        RecordKind.CREATED,
+        RecordKind.CREATED,
+    ]
+    assert recorded[1].id == recorded[0].id
+    assert len({r.id for r in recorded}) == 4
+    assert harness.repo.record_many([]) == []
+
+
+def test_record_many_is_all_or_nothing_and_says_when_data_was_refused(harness: Harness) -> None:
+    from ingest_core.errors import RecordRejected
+
+    org = harness.new_tenant()
+    good, bad = message(org, content="good"), message(org, smid="bad@x", size_bytes=-1)
+    with pytest.raises(RecordRejected):
+        harness.repo.record_many([good, bad])
+    assert harness.repo.ids_with_status(MessageStatus.RECEIVED, org) == []
+    assert harness.repo.record_many([good])[0].kind is RecordKind.CREATED

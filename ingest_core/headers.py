@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email import policy
+from email.headerregistry import HeaderRegistry
 from typing import BinaryIO
 
 HEAD_LIMIT = 256 * 1024
@@ -37,6 +37,8 @@ def _clean(value: str | None) -> str | None:
 
 
 _WANTED = frozenset({"message-id", "subject", "from"})
+# The header class is built once: the registry's factory makes a new class per call.
+_UNSTRUCTURED = HeaderRegistry()["x-unstructured"]
 
 
 def header_fields(head: bytes) -> dict[str, list[str]]:
@@ -74,7 +76,7 @@ def _decoded(values: list[str] | None) -> str | None:
     if not values:
         return None
     try:
-        text = str(policy.default.header_factory("x-unstructured", values[0]))
+        text = str(_UNSTRUCTURED("x-unstructured", values[0]))
     except Exception:
         text = values[0]
     return _clean(text)

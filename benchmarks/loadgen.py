@@ -202,13 +202,7 @@ class _Connection:
             raise ProtocolError(f"DATA {code}")
         await self.stream.send_all(data)
         await self.stream.send_all(b".\r\n")
-        sent = time.perf_counter()
-        code, _ = await self.lines.reply()
-        latency = time.perf_counter() - sent
-        result.bytes_sent += len(data)
-        if code != 250:
-            result.non_250[str(code)] += 1
-        result.samples.append(Sample(kind, latency, code, time.time(), header_id))
+        await self._final_reply(kind, data, header_id, result)
 
     async def send_pipelined(
         self, kind: str, data: bytes, header_id: str, result: LoadResult
@@ -229,6 +223,12 @@ class _Connection:
             await self.command("RSET")
             return
         await self.stream.send_all(data + b".\r\n")
+        await self._final_reply(kind, data, header_id, result)
+
+    async def _final_reply(
+        self, kind: str, data: bytes, header_id: str, result: LoadResult
+    ) -> None:
+        """Accept latency: from the end of data handed to the kernel to the reply."""
         sent = time.perf_counter()
         code, _ = await self.lines.reply()
         latency = time.perf_counter() - sent

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest_core.adapters.objects import object_store_from_url
+from ingest_core.adapters.objects import LocalObjectStore, object_store_from_url
 from ingest_core.adapters.pg_common import Pool, open_pool
 from ingest_core.adapters.pg_embedded import database_url_for
 from ingest_core.adapters.pg_migrate import migrate
@@ -50,6 +50,15 @@ class App:
 
     def sweep(self) -> list[uuid.UUID]:
         return sweep(self.repository, self.queue, self.settings)
+
+    def remove_stale_temp_files(self, older_than_s: float = 3600.0) -> int:
+        """Temp files of object writes that died mid-write (local folder store only)."""
+        if isinstance(self.store, LocalObjectStore):
+            removed = self.store.remove_stale_temp_files(older_than_s)
+            if removed:
+                log.info("removed stale temp files", extra={"removed": removed})
+            return removed
+        return 0
 
     def replay(self, ids: list[uuid.UUID]) -> list[uuid.UUID]:
         """Back to RECEIVED and enqueued; returns the ids that exist."""

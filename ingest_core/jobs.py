@@ -31,6 +31,7 @@ log = logging.getLogger("ingest.worker")
 TASK_NAMESPACE = "ingest"
 EXTRACT_TASK = "extract"
 SWEEP_TASK = "sweep"
+CLEAN_TASK = "clean_temp_files"
 
 
 @dataclass(frozen=True)
@@ -87,5 +88,9 @@ def _register(huey: Any) -> Tasks:
     def periodic_sweep() -> int:
         app = _app()
         return len(sweep(app.repository, app.queue, app.settings))
+
+    @huey.periodic_task(crontab(minute="17"), name=CLEAN_TASK, __module__=TASK_NAMESPACE)  # type: ignore[untyped-decorator]
+    def periodic_clean() -> int:
+        return _app().remove_stale_temp_files()
 
     return Tasks(extract=extract, sweep=periodic_sweep)

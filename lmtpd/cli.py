@@ -117,6 +117,8 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "sweep":
             ids = app.sweep()
             print(f"re-enqueued {len(ids)} message(s)")
+            removed = app.remove_stale_temp_files()
+            print(f"removed {removed} stale temporary object file(s)")
             return 0
     return 2
 

@@ -23,6 +23,7 @@ import io
 import os
 import re
 import tempfile
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -103,6 +104,25 @@ class LocalObjectStore:
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
+
+    def remove_stale_temp_files(self, older_than_s: float) -> int:
+        """Delete ``.tmp-*`` files left by writers that died mid-write (kill -9,
+        power loss) and are older than ``older_than_s``; returns how many. A live
+        write renames its temp file within seconds, so an hour is a safe margin."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                if not name.startswith(".tmp-"):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    if os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
 
     def open(self, key: str) -> BinaryIO:
         try:

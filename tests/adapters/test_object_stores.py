@@ -252,3 +252,22 @@ def test_slow_reader_outlives_the_request_deadline(s3_bucket_url: str, moto_env)
         time.sleep(2.5)  # longer than timeout_s
         rest = reader.read()
     assert head + rest == data
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    from ingest_core.adapters.objects import LocalObjectStore
+    from ingest_core.spool import Spool
+
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("raw/org/abc.eml", Spool.from_bytes(b"kept"))
+    folder = tmp_path / "objects" / "raw" / "org"
+    old, fresh = folder / ".tmp-dead", folder / ".tmp-writing"
+    old.write_bytes(b"half a message")
+    fresh.write_bytes(b"being written")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    assert store.remove_stale_temp_files(older_than_s=3600) == 1
+    assert not old.exists()
+    assert fresh.exists()  # a live write is left alone
+    with store.open("raw/org/abc.eml") as kept:
+        assert kept.read() == b"kept"

@@ -145,4 +145,8 @@ def test_a_dead_workers_claim_is_swept_and_finished_once(app: App) -> None:
 def test_task_identifiers_are_stable() -> None:
     huey = MemoryHuey("names")
     jobs.registered(huey)
-    assert set(huey._registry._registry) == {"ingest.extract", "ingest.sweep"}
+    assert set(huey._registry._registry) == {
+        "ingest.extract",
+        "ingest.sweep",
+        "ingest.clean_temp_files",
+    }

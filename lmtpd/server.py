@@ -4,10 +4,9 @@ stream and :mod:`lmtpd.protocol`, and the core reached in worker threads."""
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import socket as stdlib_socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
@@ -21,6 +20,7 @@ from ingest_core.ports import (
     RecipientOutcome,
     Reply,
 )
+from ingest_core.settings import Settings
 from ingest_core.spool import SpoolWriter
 from lmtpd import protocol as p
 from lmtpd.listeners import Network, bound_address, open_listeners, peer_allowed
@@ -42,23 +42,23 @@ READ_SIZE = 65536
 _TRANSIENT_ACCEPT_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
+_DEFAULTS = Settings()  # one source for the limits' defaults (DESIGN §6)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """What the server needs of the settings; ``lmtpd.serve.server_config`` maps them."""
+
     hostname: str = "ingest"
-    max_message_bytes: int = 36_700_160
-    max_recipients: int = 1000
-    max_line_length: int = 4096
-    max_connections: int = 1000
-    command_timeout_s: float = 300.0
-    data_timeout_s: float = 300.0
-    shutdown_grace_s: float = 30.0
-    allow_from: tuple[Network, ...] = field(
-        default_factory=lambda: (
-            ipaddress.ip_network("127.0.0.0/8"),
-            ipaddress.ip_network("::1/128"),
-        )
-    )
-    spool_memory_bytes: int = 1 << 20
+    max_message_bytes: int = _DEFAULTS.max_message_bytes
+    max_recipients: int = _DEFAULTS.max_recipients
+    max_line_length: int = _DEFAULTS.max_line_length
+    max_connections: int = _DEFAULTS.max_connections
+    command_timeout_s: float = _DEFAULTS.command_timeout_s
+    data_timeout_s: float = _DEFAULTS.data_timeout_s
+    shutdown_grace_s: float = _DEFAULTS.shutdown_grace_s
+    allow_from: tuple[Network, ...] = _DEFAULTS.lmtp_allow_from
+    spool_memory_bytes: int = _DEFAULTS.spool_memory_bytes
     spool_dir: Path | None = None
     worker_threads: int = 32
 

@@ -70,12 +70,11 @@ class InboundService:
         self._records: GroupCommit[NewMessage, Recorded] = GroupCommit(repository.record_many)
 
     def check_recipient(self, address: str, smtputf8: bool) -> RecipientDecision:
-        early = self._refuse_by_address(address)
-        if early is not None:
-            return early
-        slug = _slug_of(address, self._config)
+        routed = self._route(address)
+        if isinstance(routed, RecipientDecision):
+            return routed
         try:
-            tenant = self._tenants.resolve(slug)
+            tenant = self._tenants.resolve(routed.slug)
         except DirectoryUnavailable:
             log.warning("tenant directory unavailable", extra={"recipient": address})
             return RecipientDecision(address, addressing.DIRECTORY_UNAVAILABLE)
@@ -85,21 +84,22 @@ class InboundService:
         """The same decision as :meth:`check_recipient` when it needs no I/O (a
         refusal by address, or a tenant answer still in the cache); None when the
         directory must be asked. Lets an event loop skip a worker thread."""
-        early = self._refuse_by_address(address)
-        if early is not None:
-            return early
+        routed = self._route(address)
+        if isinstance(routed, RecipientDecision):
+            return routed
         if not isinstance(self._tenants, CachingTenantDirectory):
             return None
-        cached = self._tenants.peek(_slug_of(address, self._config))
+        cached = self._tenants.peek(routed.slug)
         return None if isinstance(cached, NotCached) else _decision_for(address, cached)
 
-    def _refuse_by_address(self, address: str) -> RecipientDecision | None:
+    def _route(self, address: str) -> addressing.Route | RecipientDecision:
+        """The tenant route of an address, or the refusal decided by the address alone."""
         if addressing.is_role_address(address, self._config.domains):
             return RecipientDecision(address, ROLE_ADDRESS)
         routed = addressing.route(
             address, domains=self._config.domains, mailbox=self._config.mailbox
         )
-        return RecipientDecision(address, routed) if isinstance(routed, Reply) else None
+        return RecipientDecision(address, routed) if isinstance(routed, Reply) else routed
 
     def accept(self, envelope: Envelope, spool: Spool) -> list[RecipientOutcome]:
         """One outcome per accepted recipient, in RCPT order."""
@@ -167,12 +167,12 @@ class InboundService:
             log.warning(
                 "queue unavailable; left for the sweeper", extra={"message_id": str(recorded.id)}
             )
-
-
-def _slug_of(address: str, config: AcceptConfig) -> str:
-    routed = addressing.route(address, domains=config.domains, mailbox=config.mailbox)
-    assert isinstance(routed, addressing.Route)  # callers refused the others first
-    return routed.slug
+        except Exception:
+            # Durable already: an unexpected queue error must not turn the 250 into
+            # a 4xx. The sweeper finds the RECEIVED row.
+            log.exception(
+                "enqueue failed; left for the sweeper", extra={"message_id": str(recorded.id)}
+            )
 
 
 def _decision_for(address: str, tenant: Tenant | None) -> RecipientDecision:

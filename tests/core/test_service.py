@@ -182,3 +182,13 @@ def test_check_recipient_now_answers_without_io_only_when_it_can(world: World) -
     assert fast.tenant == world.acme
     assert cached.check_recipient(f"orders+gone@{DOMAIN}", False).reply.code == 451
     assert cached.check_recipient_now(f"orders+gone@{DOMAIN}", False) is None
+
+
+def test_an_unexpected_queue_error_after_commit_still_gets_250(world: World) -> None:
+    def broken(message_id):
+        raise RuntimeError("bug in a queue adapter")
+
+    world.queue.enqueue_extraction = broken  # type: ignore[method-assign]
+    [outcome] = world.deliver(MESSAGE, "acme")
+    assert outcome.reply.code == 250
+    assert world.repo.rows[outcome.message_id].status is MessageStatus.RECEIVED

@@ -58,7 +58,7 @@ def sweep_and_process(
     assert pending() == 0
     done = run_ingest(env, "sweep")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"re-enqueued {MESSAGES} message(s)"
+    assert done.stdout.splitlines()[0] == f"re-enqueued {MESSAGES} message(s)"
     assert pending() == MESSAGES
     worker = IngestWorker(env, data_dir / "worker.log")
     worker.start()

@@ -72,6 +72,7 @@ class Dialogue:
         max_message_bytes: int,
         max_recipients: int,
         max_line_length: int = 4096,
+        max_errors: int | None = None,
     ) -> None:
         if not hostname or " " in hostname or not r.is_printable_ascii(hostname):
             raise ValueError("hostname must be one printable ASCII token")
@@ -81,6 +82,11 @@ class Dialogue:
         self._max_message_bytes = max_message_bytes
         self._max_recipients = max_recipients
         self._max_line_length = max_line_length
+        # Like Postfix's smtpd_hard_error_limit: a peer that keeps sending broken
+        # commands is cut off. Only errors the protocol itself answers count, not
+        # the application's refusals (e.g. unknown recipients).
+        self._max_errors = max_errors
+        self._errors = 0
         self._in = bytearray()
         self._out = bytearray()
         self._events: deque[Event] = deque()
@@ -288,5 +294,16 @@ class Dialogue:
             raise AssertionError("no transaction")
         return self._txn
 
-    def _reply(self, reply: Reply) -> None:
+    def _reply(self, reply: Reply, *, from_app: bool = False) -> None:
         self._out += r.format_reply(reply)
+        if reply.code >= 500 and not from_app:
+            self._errors += 1
+
+    def _too_many_errors(self) -> bool:
+        """True (and the connection closed with 421) once the error limit is reached."""
+        if self._max_errors is None or self._errors < self._max_errors:
+            return False
+        self._out += r.format_reply(r.TOO_MANY_ERRORS)
+        self._events.clear()
+        self._close()
+        return True

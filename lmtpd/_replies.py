@@ -46,6 +46,7 @@ NO_VALID_RECIPIENTS: Final = Reply(554, "5.5.1", "No valid recipients")
 # A BDAT whose chunk size cannot be read leaves the byte stream unframed: the
 # only safe continuation is to close (RFC 5321 §3.8 allows 421 to any command).
 BDAT_UNFRAMED: Final = Reply(421, "4.5.4", "Malformed BDAT command, closing connection")
+TOO_MANY_ERRORS: Final = Reply(421, "4.7.0", "Too many errors, closing connection")
 
 CAPABILITIES: Final = (
     "PIPELINING",

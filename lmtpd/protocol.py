@@ -112,7 +112,7 @@ class LmtpConnection(Dialogue):
         if self._closed:
             return
         self._check(reply, "45")
-        self._reply(reply)
+        self._reply(reply, from_app=True)
         self._events.clear()
         self._close()
 
@@ -155,7 +155,7 @@ class LmtpConnection(Dialogue):
             raise LocalProtocolError("no RCPT is waiting for an answer")
         self._check(reply, "245")
         self._decision = None
-        self._reply(reply)
+        self._reply(reply, from_app=True)
         if reply.positive:
             self._txn.recipients.append(self._rcpt_in_question)
 
@@ -171,7 +171,7 @@ class LmtpConnection(Dialogue):
             self._check(reply, "245")
         self._decision = None
         for reply in replies:
-            self._reply(reply)
+            self._reply(reply, from_app=True)
         self._end_transaction()
 
     def data_to_send(self) -> bytes:
@@ -193,6 +193,8 @@ class LmtpConnection(Dialogue):
         """Frame one command line. Only CRLF ends a line (RFC 5321 §2.3.8): a bare
         LF or CR inside it makes the whole line one refused command, so a peer and
         anything in front of us always agree on where commands begin."""
+        if self._too_many_errors():
+            return True
         buf = self._in
         if self._discarding_line:
             end = buf.find(b"\r\n")

@@ -53,6 +53,7 @@ class ServerConfig:
     max_message_bytes: int = _DEFAULTS.max_message_bytes
     max_recipients: int = _DEFAULTS.max_recipients
     max_line_length: int = _DEFAULTS.max_line_length
+    max_errors: int = 20  # protocol errors before 421 and close (Postfix's hard limit)
     max_connections: int = _DEFAULTS.max_connections
     command_timeout_s: float = _DEFAULTS.command_timeout_s
     data_timeout_s: float = _DEFAULTS.data_timeout_s
@@ -156,6 +157,7 @@ class _Session:
             max_message_bytes=self.config.max_message_bytes,
             max_recipients=self.config.max_recipients,
             max_line_length=self.config.max_line_length,
+            max_errors=self.config.max_errors,
         )
         self.lhlo: str | None = None
         self.xforward: dict[str, str] = {}

@@ -126,3 +126,19 @@ def test_replies_never_echo_peer_input() -> None:
     t = drive(whole(session))
     assert marker not in t.output
     assert len(t.replies) == session.count(b"\r\n")
+
+
+def test_too_many_protocol_errors_close_the_connection() -> None:
+    garbage = b"FOO\r\n" * 5 + b"NOOP\r\n"
+    for feed in (whole, bytewise):
+        t = drive(feed(HELLO + garbage), max_errors=3)
+        assert t.replies[1:] == [(500, "5.5.1")] * 3 + [(421, "4.7.0")]
+
+
+def test_application_refusals_do_not_count_as_errors() -> None:
+    from tests.protocol.driver import refuse_marked
+
+    rcpts = b"".join(b"RCPT TO:<no%d@x.test>\r\n" % n for n in range(6))
+    session = HELLO + b"MAIL FROM:<a@b.test>\r\n" + rcpts + b"NOOP\r\n"
+    t = drive(whole(session), max_errors=3, accept=refuse_marked)
+    assert t.codes[1:] == [250] + [550] * 6 + [250]

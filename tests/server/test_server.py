@@ -263,3 +263,14 @@ async def test_accept_loop_survives_running_out_of_descriptors(
     client = RawClient(client_side)
     assert await client.code() == 220
     assert listener.calls >= 3
+
+
+async def test_a_peer_sending_garbage_is_cut_off_after_twenty_errors(start_server) -> None:
+    h = await start_server()
+    client = await RawClient.connect(h.address)
+    await client.hello()
+    await client.send(b"GARBAGE\r\n" * 25)
+    assert await client.codes(20) == [500] * 20
+    code, lines = await client.reply()
+    assert (code, lines[0][4:9]) == (421, b"4.7.0")
+    assert await client.closed()

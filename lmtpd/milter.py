@@ -35,6 +35,7 @@ from purepythonmilter import (
     VerdictOrContinue,
 )
 
+from ingest_core.addressing import DIRECTORY_UNAVAILABLE
 from ingest_core.ports import RecipientDecision, Reply
 from lmtpd.listeners import Network, parse_listen, peer_allowed
 
@@ -44,7 +45,7 @@ RecipientCheck = Callable[[str], Awaitable[RecipientDecision]]
 RoleAddress = Callable[[str], bool]
 ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-CHECK_UNAVAILABLE = Reply(451, "4.4.3", "Directory temporarily unavailable, try again later")
+CHECK_UNAVAILABLE = DIRECTORY_UNAVAILABLE
 """Our answer when the check itself fails: the sender's MTA retries later."""
 
 DEFAULT_CHECK_TIMEOUT_S = 20.0

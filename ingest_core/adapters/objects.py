@@ -36,9 +36,10 @@ from obstore.exceptions import NotFoundError
 from obstore.store import S3Store
 
 from ingest_core.errors import ConfigError, ObjectNotFound, StoreUnavailable
+from ingest_core.group_commit import GroupCommit
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
     from ingest_core.spool import Spool
 
@@ -67,6 +68,9 @@ class LocalObjectStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
+        # Concurrent puts into one folder share its fsync: a folder sync that starts
+        # after a rename makes that rename durable, whoever asked for it.
+        self._folder_syncs: GroupCommit[Path, None] = GroupCommit(_fsync_dirs)
 
     def put(self, key: str, spool: Spool) -> None:
         with spool.open() as source:
@@ -77,12 +81,12 @@ class LocalObjectStore:
         try:
             if _size_or_none(path) == size:
                 # Already there; its folder entry may predate a failed sync.
-                _fsync_dir(path.parent)
+                self._folder_syncs.submit(path.parent)
                 return
             created = _make_dirs(path.parent)
             self._write_atomically(path, source, size)
             for folder in {path.parent, *(made.parent for made in created)}:
-                _fsync_dir(folder)
+                self._folder_syncs.submit(folder)
         except OSError as exc:
             raise StoreUnavailable(
                 f"local object store: writing {key} failed ({type(exc).__name__})"
@@ -329,6 +333,13 @@ def _make_dirs(folder: Path) -> list[Path]:
     for path in reversed(missing):
         path.mkdir(exist_ok=True)
     return missing
+
+
+def _fsync_dirs(folders: Sequence[Path]) -> list[None]:
+    """One fsync per distinct folder of a batch."""
+    for folder in dict.fromkeys(folders):
+        _fsync_dir(folder)
+    return [None] * len(folders)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -271,3 +271,45 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
     assert fresh.exists()  # a live write is left alone
     with store.open("raw/org/abc.eml") as kept:
         assert kept.read() == b"kept"
+
+
+def test_concurrent_puts_into_one_folder_share_its_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each put returns only after a folder sync that began after its rename."""
+    import threading
+
+    store = LocalObjectStore(tmp_path)
+    store.put("raw/org/first.eml", Spool.from_bytes(b"0"))  # the folders exist now
+    folder = tmp_path / "raw" / "org"
+    lock = threading.Lock()
+    folder_syncs: list[set[str]] = []  # the entries each folder sync covered
+
+    def slow_fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            with lock:
+                folder_syncs.append(set(os.listdir(folder)))
+            time.sleep(0.02)
+        os.fsync(fd)
+
+    monkeypatch.setattr(objects, "_fsync", slow_fsync)
+    names = [f"m{n}.eml" for n in range(24)]
+    start = threading.Barrier(len(names))
+    returned: dict[str, int] = {}
+
+    def put(name: str) -> None:
+        start.wait()
+        store.put(f"raw/org/{name}", Spool.from_bytes(name.encode()))
+        with lock:
+            returned[name] = len(folder_syncs)
+
+    threads = [threading.Thread(target=put, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(returned) == sorted(names)
+    assert len(folder_syncs) < len(names)  # syncs were shared
+    for name, syncs_before_return in returned.items():
+        # some folder sync that had finished when the put returned saw its entry
+        assert any(name in seen for seen in folder_syncs[:syncs_before_return]), name

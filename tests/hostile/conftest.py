@@ -18,18 +18,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ingest_core.adapters.memory import (
-    MemoryBlobStore,
-    MemoryJobQueue,
-    MemoryMessageRepository,
-    MemoryTenantDirectory,
-)
 from ingest_core.bootstrap import App, open_app
 from ingest_core.model import TenantStatus
-from ingest_core.service import AcceptConfig, InboundService
 from ingest_core.settings import Settings
 from lmtpd.serve import server_config
 from lmtpd.server import LmtpServer, ServerConfig
+from tests.server.conftest import DOMAIN, MemoryCore, memory_core
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,34 +31,8 @@ if TYPE_CHECKING:
 
     import trio
 
-DOMAIN = "orders.example.com"
 ACME = f"orders+acme@{DOMAIN}"
 GLOBEX = f"orders+globex@{DOMAIN}"
-
-
-@dataclass
-class MemoryCore:
-    service: InboundService
-    tenants: MemoryTenantDirectory
-    store: MemoryBlobStore
-    repo: MemoryMessageRepository
-    queue: MemoryJobQueue
-
-
-def memory_core() -> MemoryCore:
-    tenants = MemoryTenantDirectory()
-    tenants.add("acme")
-    tenants.add("globex")
-    tenants.add("gone", TenantStatus.DISABLED)
-    store, repo, queue = MemoryBlobStore(), MemoryMessageRepository(), MemoryJobQueue()
-    service = InboundService(
-        config=AcceptConfig(domains=(DOMAIN,), mailbox="orders"),
-        tenants=tenants,
-        store=store,
-        repository=repo,
-        queue=queue,
-    )
-    return MemoryCore(service, tenants, store, repo, queue)
 
 
 @dataclass

@@ -42,6 +42,33 @@ class SelectiveStore(MemoryBlobStore):
 
 
 @dataclass
+class MemoryCore:
+    service: InboundService
+    tenants: MemoryTenantDirectory
+    store: MemoryBlobStore
+    repo: MemoryMessageRepository
+    queue: MemoryJobQueue
+
+
+def memory_core(store: MemoryBlobStore | None = None) -> MemoryCore:
+    """The in-memory core with tenants acme, globex (active) and gone (disabled)."""
+    tenants = MemoryTenantDirectory()
+    tenants.add("acme")
+    tenants.add("globex")
+    tenants.add("gone", TenantStatus.DISABLED)
+    store = store if store is not None else MemoryBlobStore()
+    repo, queue = MemoryMessageRepository(), MemoryJobQueue()
+    service = InboundService(
+        config=AcceptConfig(domains=(DOMAIN,), mailbox="orders"),
+        tenants=tenants,
+        store=store,
+        repository=repo,
+        queue=queue,
+    )
+    return MemoryCore(service, tenants, store, repo, queue)
+
+
+@dataclass
 class Harness:
     server: LmtpServer
     address: str
@@ -61,21 +88,11 @@ def start_server(nursery: trio.Nursery):
     """``await start_server(listen=..., **config_overrides) -> Harness``."""
 
     async def start(listen: str = "127.0.0.1:0", **overrides: object) -> Harness:
-        tenants = MemoryTenantDirectory()
-        for slug in ("acme", "globex"):
-            tenants.add(slug)
-        tenants.add("gone", TenantStatus.DISABLED)
-        store, repo, queue = SelectiveStore(), MemoryMessageRepository(), MemoryJobQueue()
-        service = InboundService(
-            config=AcceptConfig(domains=(DOMAIN,), mailbox="orders"),
-            tenants=tenants,
-            store=store,
-            repository=repo,
-            queue=queue,
-        )
+        store = SelectiveStore()
+        core = memory_core(store)
         config = replace(ServerConfig(hostname="lmtp.test"), **overrides)  # type: ignore[arg-type]
-        server = LmtpServer(service, config)
+        server = LmtpServer(core.service, config)
         address = await nursery.start(server.serve, listen)
-        return Harness(server, address, tenants, store, repo, queue)
+        return Harness(server, address, core.tenants, store, core.repo, core.queue)
 
     return start

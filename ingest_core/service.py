@@ -28,8 +28,6 @@ from ingest_core.ports import (
 from ingest_core.tenant_cache import CachingTenantDirectory, NotCached
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from ingest_core.spool import Spool
 
 log = logging.getLogger("ingest.accept")
@@ -237,7 +235,3 @@ def _log_outcome(
             "duration_ms": round(duration * 1000, 2),
         },
     )
-
-
-def accepted_recipients(decisions: Sequence[RecipientDecision]) -> tuple[RecipientDecision, ...]:
-    return tuple(d for d in decisions if d.accepted)

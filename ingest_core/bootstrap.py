@@ -12,6 +12,7 @@ from ingest_core.adapters.pg_common import Pool, open_pool
 from ingest_core.adapters.pg_embedded import database_url_for
 from ingest_core.adapters.pg_migrate import migrate
 from ingest_core.adapters.pg_operator import OperatorQueries
+from ingest_core.adapters.pg_senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres import PostgresMessageRepository
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url
 from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin
@@ -23,7 +24,14 @@ if TYPE_CHECKING:
     import uuid
     from collections.abc import Iterator
 
-    from ingest_core.ports import BlobStore, JobQueue, MessageRepository, TenantDirectory
+    from ingest_core.ports import (
+        BlobStore,
+        JobQueue,
+        MessageRepository,
+        SenderRulesSource,
+        SenderVerifier,
+        TenantDirectory,
+    )
     from ingest_core.settings import Settings
 from ingest_core.tenant_cache import CachingTenantDirectory
 
@@ -43,7 +51,19 @@ class App:
     operator: OperatorQueries
     service: InboundService
     huey: Any
+    senders: SenderAdmin
+    sender_rules: SenderRulesSource
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def verifier(self) -> SenderVerifier:
+        """The sender-authentication verifier (DNS), built on first use."""
+        found = self.extras.get("verifier")
+        if found is None:
+            from ingest_core.sender_auth import build_verifier
+
+            found = self.extras["verifier"] = build_verifier(self.settings)
+        verifier: SenderVerifier = found
+        return verifier
 
     def migrate(self) -> list[str]:
         return migrate(self.database_url, timeout_s=self.settings.store_timeout_s)
@@ -121,6 +141,8 @@ def open_app(settings: Settings, *, huey: Any = None) -> Iterator[App]:
             operator=OperatorQueries(pool),
             service=service,
             huey=huey,
+            senders=SenderAdmin(pool),
+            sender_rules=PostgresSenderRules(pool),
         )
     finally:
         pool.close()

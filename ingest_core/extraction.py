@@ -16,6 +16,7 @@ every attempt) is given up once its attempts exceed the limit.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import shutil
@@ -31,13 +32,15 @@ from opentelemetry import trace
 
 from ingest_core.errors import IngestError, ObjectNotFound, StoreUnavailable
 from ingest_core.mime import ManifestError, MimeLimits, iter_attachments, parse_message
+from ingest_core.sender_gate import SenderCheck, check_sender
 
 if TYPE_CHECKING:
     import uuid
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from ingest_core.model import Attachment, StoredMessage
     from ingest_core.ports import BlobStore, JobQueue, MessageRepository
+    from ingest_core.sender_policy import PolicyDecision
     from ingest_core.settings import Settings
 
 PARSER_VERSION = "mime-1"
@@ -54,6 +57,7 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"  # not claimable: done, failed, or another worker holds it
     FAILED = "failed"
     RETRY = "retry"
+    QUARANTINED = "quarantined"  # held back by the tenant's sender policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +95,17 @@ def extract_message(
     repo: MessageRepository,
     store: BlobStore,
     settings: Settings,
+    sender: SenderCheck | None = None,
     clock: Callable[[], float] = time.perf_counter,
     links: Sequence[trace.Link] = (),
 ) -> ExtractionResult:
     """Extract one message. Raises RetryLater when the task should run again.
+    ``sender`` is the sender-authentication step (none: not checked);
     ``links`` point at the accept span that enqueued the job."""
     started = clock()
     with tracer.start_as_current_span("extract", links=links) as span:
         span.set_attribute("ingest.message_id", str(message_id))
-        result = _run(message_id, repo, store, settings)
+        result = _run(message_id, repo, store, settings, sender)
         duration_ms = round((clock() - started) * 1000, 3)
         _report(span, result, duration_ms)
     if result.outcome is Outcome.RETRY:
@@ -108,7 +114,11 @@ def extract_message(
 
 
 def _run(
-    message_id: uuid.UUID, repo: MessageRepository, store: BlobStore, settings: Settings
+    message_id: uuid.UUID,
+    repo: MessageRepository,
+    store: BlobStore,
+    settings: Settings,
+    sender: SenderCheck | None,
 ) -> ExtractionResult:
     try:
         row = repo.claim(message_id, settings.claim_lease_s)
@@ -119,7 +129,12 @@ def _run(
     if row.attempts > settings.extract_retries:
         return _fail(repo, row, f"gave up after {row.attempts - 1} attempts", final=True)
     try:
-        attachments, defects = _extract(row, store, settings)
+        with _spooled(row, store, settings) as (workdir, raw):
+            if sender is not None:
+                _, decision = check_sender(row, raw, sender, repo)
+                if decision.hold:
+                    return _hold(repo, row, decision, settings)
+            attachments, defects = _extract(row, workdir, raw, store, settings)
         repo.finish(row.id, attachments, PARSER_VERSION)
     except (ManifestError, ObjectNotFound) as exc:
         return _fail(repo, row, _describe(exc), final=True)
@@ -133,26 +148,47 @@ def _run(
     )
 
 
-def _extract(
+@contextlib.contextmanager
+def _spooled(
     row: StoredMessage, store: BlobStore, settings: Settings
-) -> tuple[list[Attachment], tuple[str, ...]]:
-    limits = MimeLimits.from_settings(settings)
+) -> Iterator[tuple[Path, Path]]:
+    """A private work folder holding a local copy of the raw message."""
     spool_dir = str(settings.spool_dir) if settings.spool_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="extract-", dir=spool_dir) as tmp:
         workdir = Path(tmp)
         raw = workdir / "raw.eml"
         with store.open(row.raw_object_key) as source, raw.open("wb") as target:
             shutil.copyfileobj(source, target, COPY_CHUNK)
-        with raw.open("rb") as source:
-            parsed = parse_message(source, limits)
-        attachments: list[Attachment] = []
-        for extracted in iter_attachments(parsed.message, limits, workdir):
-            attachment = extracted.entry.to_attachment(row.org_id)
-            if not store.exists(attachment.object_key):
-                with extracted.open() as stream:
-                    store.put_file(attachment.object_key, stream, attachment.size_bytes)
-            attachments.append(attachment)
+        yield workdir, raw
+
+
+def _extract(
+    row: StoredMessage, workdir: Path, raw: Path, store: BlobStore, settings: Settings
+) -> tuple[list[Attachment], tuple[str, ...]]:
+    limits = MimeLimits.from_settings(settings)
+    with raw.open("rb") as source:
+        parsed = parse_message(source, limits)
+    attachments: list[Attachment] = []
+    for extracted in iter_attachments(parsed.message, limits, workdir):
+        attachment = extracted.entry.to_attachment(row.org_id)
+        if not store.exists(attachment.object_key):
+            with extracted.open() as stream:
+                store.put_file(attachment.object_key, stream, attachment.size_bytes)
+        attachments.append(attachment)
     return attachments, parsed.defects
+
+
+def _hold(
+    repo: MessageRepository, row: StoredMessage, decision: PolicyDecision, settings: Settings
+) -> ExtractionResult:
+    """QUARANTINED, or a retry first when a DNS failure decided the verdict."""
+    reason = decision.reason or "held by the tenant's sender policy"
+    if decision.temporary:
+        if row.attempts < settings.extract_retries:
+            return _fail(repo, row, f"sender check: DNS failure; retrying ({reason})", final=False)
+        reason = f"{reason} (DNS failures on every attempt)"
+    repo.quarantine(row.id, reason)
+    return ExtractionResult(row.id, Outcome.QUARANTINED, row.org_id, row.attempts, error=reason)
 
 
 def _fail(

@@ -71,6 +71,28 @@ class Recorded:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthVerdict:
+    """Sender authentication of one message, as stored on its row.
+
+    ``dkim`` holds (domain, selector, result) per signature; ``aligned`` says an
+    aligned SPF or DKIM pass exists for ``from_domain`` (even without a DMARC
+    record); ``temporary`` says a DNS failure took part, so the verdict is
+    computed again on the next attempt.
+    """
+
+    spf: str
+    dkim: tuple[tuple[str, str, str], ...]
+    dmarc: str
+    dmarc_policy: str | None
+    arc: str
+    from_domain: str | None
+    from_address: str | None
+    aligned: bool
+    temporary: bool
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """A row of inbound_message as the worker and the operator see it."""
 
@@ -95,6 +117,9 @@ class StoredMessage:
     client_address: str | None = None
     client_helo: str | None = None
     postfix_queue_id: str | None = None
+    auth: AuthVerdict | None = None
+    quarantine_reason: str | None = None
+    released_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

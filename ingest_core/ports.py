@@ -13,12 +13,14 @@ if TYPE_CHECKING:
 
     from ingest_core.model import (
         Attachment,
+        AuthVerdict,
         MessageStatus,
         NewMessage,
         Recorded,
         StoredMessage,
         Tenant,
     )
+    from ingest_core.sender_policy import SenderAuthLike, SenderRules
     from ingest_core.spool import Spool
 
 
@@ -139,6 +141,19 @@ class MessageRepository(Protocol):
         """Record last_error; FAILED when final, else back to RECEIVED for a retry."""
         ...
 
+    def record_auth(self, message_id: uuid.UUID, verdict: AuthVerdict) -> None:
+        """Store the sender-authentication verdict on the row (replacing an earlier one)."""
+        ...
+
+    def quarantine(self, message_id: uuid.UUID, reason: str) -> None:
+        """A claimed (PROCESSING) message becomes QUARANTINED with the reason."""
+        ...
+
+    def release(self, message_id: uuid.UUID) -> bool:
+        """QUARANTINED → RECEIVED, marked released so the sender policy no longer
+        holds it; attempts reset. False if the message is not quarantined."""
+        ...
+
     def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]: ...
 
     def stale(self, received_before: datetime, claimed_before: datetime) -> list[uuid.UUID]:
@@ -153,6 +168,26 @@ class MessageRepository(Protocol):
     def ids_with_status(
         self, status: MessageStatus, org_id: uuid.UUID | None
     ) -> list[uuid.UUID]: ...
+
+
+class SenderRulesSource(Protocol):
+    def rules_for(self, org_id: uuid.UUID) -> SenderRules:
+        """The tenant's sender policy and patterns. Raises StoreUnavailable."""
+        ...
+
+
+class SenderVerifier(Protocol):
+    def verify(
+        self,
+        raw: BinaryIO,
+        *,
+        envelope_from: str,
+        client_address: str | None,
+        client_helo: str | None,
+    ) -> SenderAuthLike:
+        """SPF, DKIM, DMARC and ARC verdicts for the raw message. Never raises for
+        hostile input or DNS trouble: those become temperror/permerror verdicts."""
+        ...
 
 
 class JobQueue(Protocol):

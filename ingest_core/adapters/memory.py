@@ -17,6 +17,7 @@ from ingest_core.errors import (
 )
 from ingest_core.model import (
     Attachment,
+    AuthVerdict,
     MessageStatus,
     NewMessage,
     Recorded,
@@ -25,6 +26,7 @@ from ingest_core.model import (
     Tenant,
     TenantStatus,
 )
+from ingest_core.sender_policy import SenderRules
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -195,6 +197,39 @@ class MemoryMessageRepository:
                 claimed_at=None,
             )
 
+    def record_auth(self, message_id: uuid.UUID, verdict: AuthVerdict) -> None:
+        self._check()
+        with self._lock:
+            self.rows[message_id] = replace(self.rows[message_id], auth=verdict)
+
+    def quarantine(self, message_id: uuid.UUID, reason: str) -> None:
+        self._check()
+        with self._lock:
+            row = self.rows[message_id]
+            if row.status is MessageStatus.PROCESSING:
+                self.rows[message_id] = replace(
+                    row,
+                    status=MessageStatus.QUARANTINED,
+                    quarantine_reason=reason,
+                    claimed_at=None,
+                    last_error=None,
+                )
+
+    def release(self, message_id: uuid.UUID) -> bool:
+        self._check()
+        with self._lock:
+            row = self.rows.get(message_id)
+            if row is None or row.status is not MessageStatus.QUARANTINED:
+                return False
+            self.rows[message_id] = replace(
+                row,
+                status=MessageStatus.RECEIVED,
+                released_at=datetime.now(UTC),
+                attempts=0,
+                claimed_at=None,
+            )
+            return True
+
     def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]:
         self._check()
         if self.get(org_id, message_id) is None:
@@ -233,6 +268,16 @@ class MemoryMessageRepository:
             for r in self.rows.values()
             if r.status is status and (org_id is None or r.org_id == org_id)
         ]
+
+
+class MemorySenderRules:
+    """``SenderRulesSource``: rules by org id; ``monitor`` for anyone not set."""
+
+    def __init__(self) -> None:
+        self.rules: dict[uuid.UUID, SenderRules] = {}
+
+    def rules_for(self, org_id: uuid.UUID) -> SenderRules:
+        return self.rules.get(org_id, SenderRules())
 
 
 class MemoryJobQueue:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ingest_core.adapters.pg_common import Pool, clean_text, database_errors, open_pool
 from ingest_core.adapters.pg_migrate import migrate
@@ -22,6 +23,7 @@ from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin, T
 from ingest_core.errors import RecordRejected, StoreUnavailable
 from ingest_core.model import (
     Attachment,
+    AuthVerdict,
     MessageStatus,
     NewMessage,
     Recorded,
@@ -40,8 +42,10 @@ __all__ = [
     "PostgresTenantDirectory",
     "TenantAdmin",
     "TenantError",
+    "message_counts",
     "migrate",
     "open_pool",
+    "ping",
 ]
 
 _MESSAGE_COLUMNS = (
@@ -49,8 +53,23 @@ _MESSAGE_COLUMNS = (
     "raw_object_key", "envelope_from", "envelope_recipient", "subject", "from_header",
     "received_at", "status", "attempts", "claimed_at", "last_error", "parser_version",
     "processed_at", "client_address", "client_helo", "postfix_queue_id",
+    "quarantine_reason", "released_at",
 )  # fmt: skip
-_MESSAGE_SELECT = ", ".join(_MESSAGE_COLUMNS)
+_AUTH_COLUMNS = (
+    "auth_spf", "auth_dkim", "auth_dmarc", "auth_dmarc_policy", "auth_arc",
+    "auth_from_domain", "auth_from_address", "auth_aligned", "auth_temporary", "auth_results",
+)  # fmt: skip
+_MESSAGE_SELECT = ", ".join(_MESSAGE_COLUMNS + _AUTH_COLUMNS)
+
+_RECORD_AUTH = """
+UPDATE inbound_message SET
+    auth_spf = %(spf)s, auth_dkim = %(dkim)s, auth_dmarc = %(dmarc)s,
+    auth_dmarc_policy = %(dmarc_policy)s, auth_arc = %(arc)s,
+    auth_from_domain = %(from_domain)s, auth_from_address = %(from_address)s,
+    auth_aligned = %(aligned)s, auth_temporary = %(temporary)s,
+    auth_results = %(summary)s, auth_checked_at = now()
+WHERE id = %(id)s
+"""
 
 _INSERT_MESSAGE = """
 INSERT INTO inbound_message (
@@ -191,6 +210,27 @@ class PostgresMessageRepository:
                 (status.value, clean_text(error[:MAX_ERROR_CHARS]), message_id),
             )
 
+    def record_auth(self, message_id: uuid.UUID, verdict: AuthVerdict) -> None:
+        with database_errors("record sender authentication"), self._pool.connection() as conn:
+            conn.execute(_RECORD_AUTH, _auth_params(message_id, verdict))
+
+    def quarantine(self, message_id: uuid.UUID, reason: str) -> None:
+        with database_errors("quarantine message"), self._pool.connection() as conn:
+            conn.execute(
+                "UPDATE inbound_message SET status = 'QUARANTINED', quarantine_reason = %s,"
+                " claimed_at = NULL, last_error = NULL WHERE id = %s AND status = 'PROCESSING'",
+                (clean_text(reason[:MAX_ERROR_CHARS]), message_id),
+            )
+
+    def release(self, message_id: uuid.UUID) -> bool:
+        with database_errors("release message"), self._pool.connection() as conn:
+            cursor = conn.execute(
+                "UPDATE inbound_message SET status = 'RECEIVED', released_at = now(),"
+                " attempts = 0, claimed_at = NULL WHERE id = %s AND status = 'QUARANTINED'",
+                (message_id,),
+            )
+            return cursor.rowcount == 1
+
     def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]:
         with database_errors("list attachments"), self._pool.connection() as conn:
             rows = conn.execute(_ATTACHMENT_SELECT, (message_id, org_id)).fetchall()
@@ -232,6 +272,41 @@ class PostgresMessageRepository:
         return [row[0] for row in rows]
 
 
+# Aggregate first, then give every tenant a row per status (0 included), so a
+# series drops to 0 instead of vanishing.
+_MESSAGE_COUNTS = """
+SELECT o.slug, s.status, coalesce(c.n, 0)
+FROM organization o
+CROSS JOIN unnest(%s::text[]) AS s (status)
+LEFT JOIN (
+    SELECT org_id, status, count(*) AS n FROM inbound_message GROUP BY org_id, status
+) c ON c.org_id = o.id AND c.status = s.status
+"""
+
+
+def ping(pool: Pool, timeout_s: float) -> None:
+    """``SELECT 1`` through the pool within ``timeout_s``; raises StoreUnavailable."""
+    with database_errors("ping"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        conn.execute("SELECT 1").fetchone()
+
+
+def message_counts(pool: Pool, timeout_s: float) -> dict[tuple[str, str], int]:
+    """Messages by (tenant slug, status), every status of every tenant included."""
+    statuses = [status.value for status in MessageStatus]
+    with database_errors("count messages"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        rows = conn.execute(_MESSAGE_COUNTS, (statuses,)).fetchall()
+    return {(slug, status): int(count) for slug, status, count in rows}
+
+
+def _limit_statement(conn: psycopg.Connection[Any], timeout_s: float) -> None:
+    """A statement timeout for the rest of this transaction only."""
+    conn.execute(
+        "SELECT set_config('statement_timeout', %s, true)", (str(max(1, int(timeout_s * 1000))),)
+    )
+
+
 def _insert_params(message: NewMessage) -> dict[str, Any]:
     return {
         "org_id": message.org_id,
@@ -267,9 +342,40 @@ def _attachment_params(message_id: uuid.UUID, attachment: Attachment) -> tuple[A
     )
 
 
+def _auth_params(message_id: uuid.UUID, verdict: AuthVerdict) -> dict[str, Any]:
+    dkim = [{"domain": d, "selector": s, "result": r} for d, s, r in verdict.dkim]
+    return {
+        "id": message_id,
+        "spf": verdict.spf,
+        "dkim": Jsonb([{k: clean_text(v) for k, v in entry.items()} for entry in dkim]),
+        "dmarc": verdict.dmarc,
+        "dmarc_policy": clean_text(verdict.dmarc_policy),
+        "arc": verdict.arc,
+        "from_domain": clean_text(verdict.from_domain),
+        "from_address": clean_text(verdict.from_address),
+        "aligned": verdict.aligned,
+        "temporary": verdict.temporary,
+        "summary": clean_text(verdict.summary[:MAX_ERROR_CHARS]),
+    }
+
+
 def _stored(row: tuple[Any, ...]) -> StoredMessage:
-    fields = dict(zip(_MESSAGE_COLUMNS, row, strict=True))
+    fields = dict(zip(_MESSAGE_COLUMNS, row[: len(_MESSAGE_COLUMNS)], strict=True))
     fields["status"] = MessageStatus(fields["status"])
+    auth = dict(zip(_AUTH_COLUMNS, row[len(_MESSAGE_COLUMNS) :], strict=True))
+    if auth["auth_spf"] is not None:
+        fields["auth"] = AuthVerdict(
+            spf=auth["auth_spf"],
+            dkim=tuple((d["domain"], d["selector"], d["result"]) for d in auth["auth_dkim"] or ()),
+            dmarc=auth["auth_dmarc"],
+            dmarc_policy=auth["auth_dmarc_policy"],
+            arc=auth["auth_arc"],
+            from_domain=auth["auth_from_domain"],
+            from_address=auth["auth_from_address"],
+            aligned=bool(auth["auth_aligned"]),
+            temporary=bool(auth["auth_temporary"]),
+            summary=auth["auth_results"] or "",
+        )
     return StoredMessage(**fields)
 
 

@@ -10,7 +10,10 @@ ALTER TABLE inbound_message
     ADD COLUMN auth_dmarc_policy  text,   -- the From domain's p= (none|quarantine|reject)
     ADD COLUMN auth_arc           text,   -- pass|fail|none
     ADD COLUMN auth_from_domain   text,
+    ADD COLUMN auth_from_address  text,   -- the single RFC5322.From address, lower case
+    ADD COLUMN auth_aligned       boolean,-- an aligned SPF or DKIM pass for auth_from_domain
     ADD COLUMN auth_results       text,   -- Authentication-Results-style summary
+    ADD COLUMN auth_temporary     boolean,-- a DNS failure took part: checked again on retry
     ADD COLUMN auth_checked_at    timestamptz,
     ADD COLUMN quarantine_reason  text,
     ADD COLUMN released_at        timestamptz;

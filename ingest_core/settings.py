@@ -60,6 +60,9 @@ class Settings:
     extract_retries: int = 5
     sweep_age_s: float = 600.0
     claim_lease_s: float = 900.0
+    dns_servers: tuple[str, ...] = ()  # ip, ip:port or [v6]:port; empty: resolv.conf
+    dns_timeout_s: float = 5.0
+    authserv_id: str | None = None  # None: the first of domains
     log_format: str = "json"
     env: str = "development"
 
@@ -150,6 +153,11 @@ class Settings:
             extract_retries=integer("EXTRACT_RETRIES", defaults.extract_retries),
             sweep_age_s=number("SWEEP_AGE_S", defaults.sweep_age_s),
             claim_lease_s=number("CLAIM_LEASE_S", defaults.claim_lease_s),
+            dns_servers=tuple(
+                s.strip() for s in (get("DNS_SERVERS") or "").split(",") if s.strip()
+            ),
+            dns_timeout_s=number("DNS_TIMEOUT_S", defaults.dns_timeout_s),
+            authserv_id=get("AUTHSERV_ID"),
             log_format=get("LOG_FORMAT") or defaults.log_format,
             env=get("ENV") or defaults.env,
         )
@@ -175,3 +183,11 @@ class Settings:
             raise ConfigError(f"INGEST_LOG_FORMAT must be json or console, not {self.log_format!r}")
         if not self.domains:
             raise ConfigError("INGEST_DOMAINS names no domain")
+        if self.dns_servers:
+            from ingest_core.dns_resolver import parse_nameserver
+
+            for server in self.dns_servers:
+                try:
+                    parse_nameserver(server)
+                except ValueError as exc:
+                    raise ConfigError(f"INGEST_DNS_SERVERS: {exc}") from exc

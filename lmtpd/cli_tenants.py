@@ -1,0 +1,109 @@
+"""``ingest tenants …``: tenants, their sender policy and allow-listed senders."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ingest_core.model import TenantStatus
+from ingest_core.sender_policy import SenderPolicy
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ingest_core import bootstrap
+
+
+def add_parser(sub: Any) -> None:
+    tenants = sub.add_parser("tenants", help="tenants and their sender policy").add_subparsers(
+        dest="tenants", required=True
+    )
+    add = tenants.add_parser("add")
+    add.add_argument("slug")
+    add.add_argument("--name")
+    add.add_argument("--if-missing", action="store_true", help="no error if it exists")
+    tenants.add_parser("list")
+    for verb in ("disable", "enable"):
+        tenants.add_parser(verb).add_argument("slug")
+    policy = tenants.add_parser(
+        "policy", help="show or set the sender policy (monitor, dmarc, allowlist)"
+    )
+    policy.add_argument("slug")
+    policy.add_argument("policy", nargs="?", choices=[p.value for p in SenderPolicy])
+    senders = tenants.add_parser("senders", help="allow-listed senders").add_subparsers(
+        dest="senders", required=True
+    )
+    senders.add_parser("list").add_argument("slug")
+    for verb in ("add", "remove"):
+        parser = senders.add_parser(verb)
+        parser.add_argument("slug")
+        parser.add_argument("pattern", help="buyer@example.com, '*@example.com', '*@*.example.com'")
+
+
+def run(app: bootstrap.App, args: argparse.Namespace) -> int:
+    if args.tenants == "add":
+        existing = {t.slug for t in app.admin.list()}
+        if args.slug in existing and args.if_missing:
+            print(f"tenant {args.slug} exists")
+            return 0
+        tenant = app.admin.add(args.slug, args.name or args.slug)
+        print(f"added tenant {tenant.slug} ({tenant.id})")
+        return 0
+    if args.tenants == "list":
+        for tenant in app.admin.list():
+            policy = app.senders.rules(tenant.slug).policy
+            print(
+                f"{tenant.slug:24} {tenant.status.value:9} {policy.value:9} {tenant.id}"
+                f"  {tenant.name}"
+            )
+        return 0
+    if args.tenants == "policy":
+        return _policy(app, args)
+    if args.tenants == "senders":
+        return _senders(app, args)
+    status = TenantStatus.DISABLED if args.tenants == "disable" else TenantStatus.ACTIVE
+    if not app.admin.set_status(args.slug, status):
+        print(f"no tenant {args.slug}", file=sys.stderr)
+        return 1
+    print(f"tenant {args.slug} {status.value}")
+    return 0
+
+
+def _policy(app: bootstrap.App, args: argparse.Namespace) -> int:
+    if args.policy is not None:
+        app.senders.set_policy(args.slug, SenderPolicy(args.policy))
+    rules = app.senders.rules(args.slug)
+    print(f"tenant {args.slug}: sender policy {rules.policy.value}")
+    if rules.policy is SenderPolicy.ALLOWLIST and not rules.patterns:
+        print(
+            "warning: the allow-list is empty, so every message will be QUARANTINED;"
+            f" add senders with `ingest tenants senders add {args.slug} PATTERN`",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _senders(app: bootstrap.App, args: argparse.Namespace) -> int:
+    if args.senders == "list":
+        rules = app.senders.rules(args.slug)
+        print(f"tenant {args.slug}: sender policy {rules.policy.value}")
+        for pattern in rules.patterns:
+            print(f"  {pattern}")
+        if not rules.patterns:
+            print("  (no allow-listed senders)")
+        return 0
+    if args.senders == "add":
+        added = app.senders.add(args.slug, args.pattern)
+        print(f"{'added' if added else 'already listed'}: {args.pattern.strip().lower()}")
+        if app.senders.rules(args.slug).policy is not SenderPolicy.ALLOWLIST:
+            print(
+                f"note: tenant {args.slug} does not use the allow-list yet;"
+                f" `ingest tenants policy {args.slug} allowlist` turns it on",
+                file=sys.stderr,
+            )
+        return 0
+    if not app.senders.remove(args.slug, args.pattern):
+        print(f"tenant {args.slug} has no sender {args.pattern!r}", file=sys.stderr)
+        return 1
+    print(f"removed: {args.pattern.strip().lower()}")
+    return 0

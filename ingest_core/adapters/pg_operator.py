@@ -6,6 +6,7 @@ live on the repository and always take an org_id.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
@@ -13,17 +14,18 @@ from psycopg.rows import dict_row
 from ingest_core.adapters.pg_common import Pool, database_errors
 
 if TYPE_CHECKING:
-    import uuid
+    from datetime import datetime
 
 _LIST = """
 SELECT m.id, o.slug AS org_slug, m.status, m.received_at, m.subject, m.from_header,
        m.envelope_from, m.envelope_recipient, m.source_message_id, m.size_bytes,
-       m.postfix_queue_id, m.attempts, m.last_error,
+       m.postfix_queue_id, m.attempts, m.last_error, m.auth_dmarc, m.quarantine_reason,
        (SELECT count(*) FROM inbound_attachment a WHERE a.inbound_message_id = m.id)
            AS attachments
 FROM inbound_message m JOIN organization o ON o.id = m.org_id
 WHERE (%(org)s::text IS NULL OR o.slug = %(org)s)
   AND (%(status)s::text IS NULL OR m.status = %(status)s)
+  AND (%(since)s::timestamptz IS NULL OR m.received_at >= %(since)s)
 ORDER BY m.received_at DESC
 LIMIT %(limit)s
 """
@@ -34,7 +36,12 @@ class OperatorQueries:
         self._pool = pool
 
     def list_messages(
-        self, *, org_slug: str | None, status: str | None, limit: int
+        self,
+        *,
+        org_slug: str | None,
+        status: str | None,
+        limit: int,
+        since: datetime | None = None,
     ) -> list[dict[str, Any]]:
         with (
             database_errors("message listing"),
@@ -43,7 +50,12 @@ class OperatorQueries:
         ):
             cur.execute(
                 _LIST,
-                {"org": org_slug, "status": status.upper() if status else None, "limit": limit},
+                {
+                    "org": org_slug,
+                    "status": status.upper() if status else None,
+                    "limit": limit,
+                    "since": since,
+                },
             )
             return list(cur.fetchall())
 
@@ -70,6 +82,31 @@ class OperatorQueries:
             row["attachments"] = list(cur.fetchall())
             return dict(row)
 
+    def find_ids(self, reference: str) -> list[uuid.UUID]:
+        """Messages named by an inbound_message id (what our 250 reply carries and
+        Postfix logs) or by a Message-ID header, with or without angle brackets."""
+        try:
+            as_id = uuid.UUID(reference.strip())
+        except ValueError:
+            pass
+        else:
+            return [as_id] if self._exists(as_id) else []
+        bare = reference.strip().removeprefix("<").removesuffix(">")
+        with database_errors("message lookup"), self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id FROM inbound_message WHERE message_id_header = %s"
+                " OR source_message_id = %s OR source_message_id LIKE %s ORDER BY received_at",
+                (bare, bare, _like_prefix(bare) + "#%"),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def _exists(self, message_id: uuid.UUID) -> bool:
+        with database_errors("message lookup"), self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM inbound_message WHERE id = %s", (message_id,)
+            ).fetchone()
+        return row is not None
+
     def raw_object_key(self, message_id: uuid.UUID) -> str | None:
         with database_errors("message lookup"), self._pool.connection() as conn:
             found = conn.execute(
@@ -86,3 +123,7 @@ class OperatorQueries:
                 {"status": status.upper() if status else None, "org": org_slug},
             ).fetchall()
         return [row[0] for row in rows]
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

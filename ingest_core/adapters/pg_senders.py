@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 _RULES = """
 SELECT o.sender_policy,
        coalesce(array_agg(s.pattern ORDER BY s.pattern) FILTER (WHERE s.pattern IS NOT NULL),
-                '{}')
+                ARRAY[]::text[])
 FROM organization o LEFT JOIN tenant_sender s ON s.org_id = o.id
 WHERE {where}
 GROUP BY o.id

@@ -356,3 +356,57 @@ def test_record_many_is_all_or_nothing_and_says_when_data_was_refused(harness: H
         harness.repo.record_many([good, bad])
     assert harness.repo.ids_with_status(MessageStatus.RECEIVED, org) == []
     assert harness.repo.record_many([good])[0].kind is RecordKind.CREATED
+
+
+def _verdict(**kw):
+    from ingest_core.model import AuthVerdict
+
+    fields = {
+        "spf": "softfail",
+        "dkim": (("example.net", "s1", "pass"), ("evil.example", "x", "fail")),
+        "dmarc": "pass",
+        "dmarc_policy": "quarantine",
+        "arc": "none",
+        "from_domain": "example.net",
+        "from_address": "buyer@example.net",
+        "aligned": True,
+        "temporary": False,
+        "summary": "orders.localhost; dmarc=pass header.from=example.net",
+    }
+    fields.update(kw)
+    return AuthVerdict(**fields)
+
+
+def test_sender_verdict_round_trips_and_is_replaced(harness: Harness) -> None:
+    org = harness.new_tenant()
+    recorded = harness.repo.record_received(message(org))
+    assert harness.repo.get(org, recorded.id).auth is None
+    harness.repo.record_auth(recorded.id, _verdict(temporary=True, dmarc="temperror"))
+    harness.repo.record_auth(recorded.id, _verdict())
+    assert harness.repo.get(org, recorded.id).auth == _verdict()
+
+
+def test_quarantine_and_release(harness: Harness) -> None:
+    org = harness.new_tenant()
+    recorded = harness.repo.record_received(message(org))
+    assert not harness.repo.release(recorded.id)  # RECEIVED is not quarantined
+    harness.repo.quarantine(recorded.id, "not claimed: ignored")
+    assert harness.repo.get(org, recorded.id).status is MessageStatus.RECEIVED
+    assert harness.repo.claim(recorded.id, LONG_LEASE) is not None
+    harness.repo.quarantine(recorded.id, "DMARC fail for example.net")
+    row = harness.repo.get(org, recorded.id)
+    assert (row.status, row.quarantine_reason, row.claimed_at) == (
+        MessageStatus.QUARANTINED,
+        "DMARC fail for example.net",
+        None,
+    )
+    assert harness.repo.claim(recorded.id, 0.0) is None  # a held message is not claimable
+    assert recorded.id not in harness.repo.stale(
+        datetime.now(UTC) + timedelta(days=1), datetime.now(UTC) + timedelta(days=1)
+    )
+    assert harness.repo.release(recorded.id)
+    row = harness.repo.get(org, recorded.id)
+    assert (row.status, row.attempts) == (MessageStatus.RECEIVED, 0)
+    assert row.released_at is not None
+    assert not harness.repo.release(recorded.id)
+    assert harness.repo.claim(recorded.id, LONG_LEASE) is not None

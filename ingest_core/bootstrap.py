@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest_core.adapters.objects import LocalObjectStore, object_store_from_url
+from ingest_core.adapters import pg_health
+from ingest_core.adapters.objects import LocalObjectStore, S3ObjectStore, object_store_from_url
 from ingest_core.adapters.pg_common import Pool, open_pool
 from ingest_core.adapters.pg_embedded import database_url_for
 from ingest_core.adapters.pg_migrate import migrate
 from ingest_core.adapters.pg_operator import OperatorQueries
 from ingest_core.adapters.pg_senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres import PostgresMessageRepository
-from ingest_core.adapters.queue import HueyJobQueue, huey_from_url
+from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin
 from ingest_core.errors import QueueUnavailable
 from ingest_core.extraction import sweep
@@ -22,7 +24,7 @@ from ingest_core.service import AcceptConfig, InboundService
 
 if TYPE_CHECKING:
     import uuid
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from ingest_core.ports import (
         BlobStore,
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 from ingest_core.tenant_cache import CachingTenantDirectory
 
 log = logging.getLogger("ingest.bootstrap")
+
+# Readiness and metrics reads wait at most this long for a pooled connection and
+# their statement; the HTTP endpoint gives each its own, shorter, deadline too.
+PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -94,6 +100,29 @@ class App:
                     )
                 done.append(message_id)
         return done
+
+    def readiness_checks(self) -> dict[str, Callable[[], object]]:
+        """One cheap blocking call per dependency that raises (StoreUnavailable)
+        unless the dependency is reachable: Postgres ``SELECT 1`` through the pool,
+        the object store's probe, the queue's pending count."""
+        timeout_s = min(PROBE_TIMEOUT_S, self.settings.store_timeout_s)
+        checks: dict[str, Callable[[], object]] = {
+            "postgres": functools.partial(pg_health.ping, self.pool, timeout_s)
+        }
+        if isinstance(self.store, LocalObjectStore | S3ObjectStore):
+            checks["object_store"] = self.store.ping
+        checks["queue"] = self.queue_depth
+        return checks
+
+    def queue_depth(self) -> int:
+        """Extraction jobs waiting. Raises QueueUnavailable."""
+        return pending_jobs(self.huey)
+
+    def message_counts(self) -> dict[tuple[str, str], int]:
+        """Messages by (tenant slug, status). Raises StoreUnavailable."""
+        return pg_health.message_counts(
+            self.pool, min(PROBE_TIMEOUT_S, self.settings.store_timeout_s)
+        )
 
     def child_environment(self) -> dict[str, str]:
         """Environment for a worker child: the same database as this process."""

@@ -71,6 +71,11 @@ class Settings:
         return self.env == "production"
 
     @property
+    def http_enabled(self) -> bool:
+        """``INGEST_HTTP_LISTEN=off`` turns the health/readiness/metrics endpoint off."""
+        return self.http_listen.strip().lower() != "off"
+
+    @property
     def embedded_database(self) -> bool:
         return self.database_url is None
 

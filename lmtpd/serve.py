@@ -1,5 +1,6 @@
-"""`ingest serve`: the LMTP server, the milter and (optionally) a supervised worker
-process, in one trio process with graceful shutdown on SIGTERM/SIGINT."""
+"""`ingest serve`: the LMTP server, the milter, the HTTP endpoint (health, readiness,
+metrics) and (optionally) a supervised worker process, in one trio process with
+graceful shutdown on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from ingest_core import addressing
+from lmtpd.http import HttpServer, Readiness
+from lmtpd.metrics import BacklogSource, ServeMetrics
 from lmtpd.server import LmtpServer, ServerConfig
 
 if TYPE_CHECKING:
@@ -22,6 +25,10 @@ if TYPE_CHECKING:
     from ingest_core.settings import Settings
 
 log = logging.getLogger("ingest.serve")
+
+
+class Probes(Readiness, BacklogSource, Protocol):
+    """Readiness checks and scrape-time values (``ingest_core.bootstrap.App``)."""
 
 
 def server_config(settings: Settings) -> ServerConfig:
@@ -46,9 +53,12 @@ async def run_services(
     *,
     milter: bool,
     worker_env: Mapping[str, str] | None,
+    probes: Probes | None = None,
 ) -> None:
-    """Run until a signal arrives; then drain and return."""
-    server = LmtpServer(port, server_config(settings))
+    """Run until a signal arrives; then drain and return. Without ``probes`` the
+    HTTP endpoint checks no dependency and exports no queue or message counts."""
+    metrics = ServeMetrics(probes)
+    server = LmtpServer(port, server_config(settings), metrics)
     async with trio.open_nursery() as nursery:
 
         async def lmtp(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -57,9 +67,12 @@ async def run_services(
 
         nursery.start_soon(_on_signals, server)
         address = await nursery.start(lmtp)
-        log.info("ready", extra={"lmtp": address})
         if milter:
             await nursery.start(_milter, settings, port, server)
+        http = HttpServer(metrics, probes, shutting_down=server.closing.is_set)
+        if settings.http_enabled:
+            await nursery.start(_http, http, settings.http_listen)
+        log.info("ready", extra={"lmtp": address, "http": http.address})
         if worker_env is not None:
             nursery.start_soon(supervise_worker, worker_env, server)
 
@@ -70,6 +83,21 @@ async def _on_signals(server: LmtpServer) -> None:
             log.info("shutting down", extra={"signal": signal.Signals(signum).name})
             server.shutdown()
             return
+
+
+async def _http(
+    http: HttpServer, listen: str, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The HTTP endpoint; a port it cannot bind is logged, and mail is still served."""
+    try:
+        await http.serve(listen, task_status=task_status)
+    except OSError as exc:
+        if http.address is not None:
+            raise
+        log.error(
+            "http endpoint not started", extra={"listen": listen, "error": exc.strerror or ""}
+        )
+        task_status.started(None)
 
 
 async def _milter(

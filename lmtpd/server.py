@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import secrets
 import socket as stdlib_socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ import trio
 from opentelemetry import trace
 
 from ingest_core.addressing import DIRECTORY_UNAVAILABLE
+from ingest_core.logs import bind, log_context
 from ingest_core.ports import (
     Envelope,
     InboundChannelPort,
@@ -24,6 +27,7 @@ from ingest_core.settings import Settings
 from ingest_core.spool import SpoolWriter
 from lmtpd import protocol as p
 from lmtpd.listeners import Network, bound_address, open_listeners, peer_allowed
+from lmtpd.metrics import ServeMetrics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -67,9 +71,15 @@ class ServerConfig:
 class LmtpServer:
     """Serves LMTP on listeners; delivers through an :class:`InboundChannelPort`."""
 
-    def __init__(self, port: InboundChannelPort, config: ServerConfig | None = None) -> None:
+    def __init__(
+        self,
+        port: InboundChannelPort,
+        config: ServerConfig | None = None,
+        metrics: ServeMetrics | None = None,
+    ) -> None:
         self.port = port
         self.config = config or ServerConfig()
+        self.metrics = metrics or ServeMetrics()
         self.limiter = trio.CapacityLimiter(self.config.worker_threads)
         self.active = 0
         self.address: str | None = None
@@ -127,12 +137,17 @@ class LmtpServer:
             nursery.start_soon(self.handle, stream)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
-        """One connection, from greeting to close. Never raises for peer behaviour."""
+        """One connection, from greeting to close. Never raises for peer behaviour.
+        Its log lines carry ``conn``; a transaction's also ``txn`` and ``message_id``."""
         peer = _peer_of(stream)
         self.active += 1
         try:
-            session = _Session(self, stream, peer)
-            await session.run()
+            with (
+                log_context(conn=secrets.token_hex(4)),
+                self.metrics.connections_open.track_inprogress(),
+            ):
+                session = _Session(self, stream, peer)
+                await session.run()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.info("connection lost", extra={"peer": _peer_text(peer)})
         except Exception:
@@ -250,6 +265,7 @@ class _Session:
                 self.xforward.update(attributes)
             case p.MailFrom():
                 self.mail = event
+                bind(txn=secrets.token_hex(4), message_id=None)
             case p.RcptTo(address=address):
                 await self.on_rcpt(address)
             case p.DataStart():
@@ -266,6 +282,7 @@ class _Session:
                 log.warning(
                     "message refused", extra={"peer": _peer_text(self.peer), "reason": reason}
                 )
+                self.server.metrics.data_aborted(self.accepted, reason)
                 self.end_transaction()
             case p.TransactionReset():
                 self.end_transaction()
@@ -288,6 +305,8 @@ class _Session:
         self.conn.answer_rcpt(decision.reply)
         if decision.accepted:
             self.accepted.append(decision)
+        else:
+            self.server.metrics.recipient_refused(decision)
 
     async def on_end_of_data(self) -> None:
         if self.spool is None or self.mail is None:  # the protocol guarantees both
@@ -305,6 +324,8 @@ class _Session:
             peer=_peer_text(self.peer),
             xforward=dict(self.xforward),
         )
+        started = time.perf_counter()
+        outcomes: Sequence[RecipientOutcome] = ()
         with tracer.start_as_current_span("lmtp.transaction") as span:
             span.set_attribute("lmtp.recipients", len(self.accepted))
             span.set_attribute("message.size", spool.size)
@@ -319,13 +340,37 @@ class _Session:
             finally:
                 spool.discard()
         self.conn.answer_data(replies)
+        seconds = time.perf_counter() - started
+        self.server.metrics.data_answered(self.accepted, replies, spool.size, seconds)
+        self._log_transaction(outcomes, replies, spool.size, seconds)
         self.end_transaction()
+
+    def _log_transaction(
+        self,
+        outcomes: Sequence[RecipientOutcome],
+        replies: Sequence[Reply],
+        size: int,
+        seconds: float,
+    ) -> None:
+        """One line per transaction; ``message_id``: the ids of its 250 replies, comma-separated."""
+        ids = dict.fromkeys(str(o.message_id) for o in outcomes if o.message_id is not None)
+        bind(message_id=",".join(ids) or None)
+        log.info(
+            "transaction done",
+            extra={
+                "codes": [reply.code for reply in replies],
+                "size": size,
+                "duration_ms": round(seconds * 1000, 2),
+                "postfix_queue_id": (self.xforward.get("IDENT") or "")[:32] or None,
+            },
+        )
 
     def end_transaction(self) -> None:
         if self.spool is not None:
             self.spool.discard()
         self.xforward = {}
         self.reset()
+        bind(txn=None, message_id=None)
 
 
 def _replies_for(

@@ -51,6 +51,7 @@ _READ_CHUNK = 1 << 20
 # Multipart part size and parts in flight: memory per S3 put stays near 10 MiB.
 _PART_SIZE = 5 << 20
 _PARTS_IN_FLIGHT = 2
+_PROBE_KEY = "health/readiness-probe"
 _KEY = re.compile(r"[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*")
 
 
@@ -143,6 +144,16 @@ class LocalObjectStore:
             return self._path(key).is_file()
         except OSError as exc:
             raise StoreUnavailable(f"local object store: checking {key} failed") from exc
+
+    def ping(self) -> None:
+        """The root is (or can be made) a folder we can create files in."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".tmp-probe-", dir=self.root)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as exc:
+            raise StoreUnavailable(f"local object store: {type(exc).__name__}") from exc
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -249,6 +260,11 @@ class S3ObjectStore:
         check_key(key)
         with _s3_errors("checking", key):
             return self._size_or_none(key) is not None
+
+    def ping(self) -> None:
+        """A HEAD of a fixed empty probe object, written on first use: a HEAD alone
+        would also answer not-found for a bucket that does not exist."""
+        self.put_file(_PROBE_KEY, io.BytesIO(b""), 0)
 
     def _size_or_none(self, key: str) -> int | None:
         try:

@@ -67,6 +67,17 @@ def _sqlite(path: Path, name: str, timeout_s: float, options: dict[str, Any]) ->
         raise QueueUnavailable(f"cannot open queue database {path} ({type(exc).__name__})") from exc
 
 
+def pending_jobs(huey: Any) -> int:
+    """Jobs waiting in the queue (SQLite ``COUNT``, Redis ``LLEN``): a cheap read
+    that also proves the queue reachable. Raises QueueUnavailable."""
+    try:
+        return int(huey.pending_count())
+    except (sqlite3.Error, redis.RedisError, HueyException, OSError) as exc:
+        raise QueueUnavailable(
+            f"queue: counting pending jobs failed ({type(exc).__name__})"
+        ) from exc
+
+
 class HueyJobQueue:
     """``JobQueue``: calls the extraction task with the message id as a string, and
     the current trace context (W3C traceparent) when there is one, so that the

@@ -1,0 +1,261 @@
+"""Prometheus metrics of the serve process, on a private registry.
+
+The LMTP server counts what it answers; two values come from elsewhere and are
+read at scrape time: the queue depth (huey) and message counts by tenant and
+status (Postgres; the workers are separate processes, so this is where
+extraction outcomes show). Those are cached for ``cache_s`` and refreshed in a
+worker thread with a deadline: a slow database delays no scrape beyond it.
+
+Label values are bounded: ``reason`` comes from a fixed vocabulary and
+``tenant`` is the slug of an existing tenant or empty, so a peer cannot create
+series by inventing addresses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import trio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ingest_core import addressing
+from ingest_core.errors import IngestError
+from ingest_core.service import ROLE_ADDRESS, STORAGE_UNAVAILABLE
+from lmtpd import _replies
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from prometheus_client.metrics_core import Metric
+
+    from ingest_core.ports import RecipientDecision, Reply
+
+log = logging.getLogger("ingest.metrics")
+_T = TypeVar("_T")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+ACCEPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# The reason vocabulary: every reply the server or the core gives a recipient.
+_REASONS: dict[Reply, str] = {
+    addressing.UNKNOWN_DOMAIN: "wrong_domain",
+    addressing.UNKNOWN_MAILBOX: "unknown_mailbox",
+    addressing.DISABLED_TENANT: "tenant_disabled",
+    addressing.DIRECTORY_UNAVAILABLE: "directory_unavailable",
+    ROLE_ADDRESS: "role_address",
+    STORAGE_UNAVAILABLE: "storage_unavailable",
+    _replies.TOO_BIG: "oversize",
+    _replies.TOO_MANY_RECIPIENTS: "too_many_recipients",
+    _replies.BAD_RECIPIENT: "bad_address",
+    _replies.NEEDS_SMTPUTF8: "bad_address",
+    _replies.BAD_RCPT_PARAM: "bad_address",
+}
+REASONS = frozenset(
+    {*_REASONS.values(), "ok", "duplicate", "unknown_tenant", "internal_error", "aborted", "other"}
+)
+
+
+def reason_for(reply: Reply) -> str:
+    """The fixed reason word for a recipient's reply."""
+    if reply.positive:
+        return "duplicate" if reply.text.endswith(" duplicate") else "ok"
+    if reply is addressing.UNKNOWN_TENANT:  # same wire reply as an unknown mailbox
+        return "unknown_tenant"
+    reason = _REASONS.get(reply)
+    if reason is not None:
+        return reason
+    return "internal_error" if reply.enhanced == "4.3.0" else "other"
+
+
+def outcome_for(reply: Reply) -> str:
+    if reply.positive:
+        return "accepted"
+    return "deferred" if reply.temporary else "rejected"
+
+
+class BacklogSource(Protocol):
+    """What the scrape-time collectors read (``ingest_core.bootstrap.App``)."""
+
+    def queue_depth(self) -> int: ...
+
+    def message_counts(self) -> Mapping[tuple[str, str], int]:
+        """Messages by (tenant slug, status)."""
+        ...
+
+
+class ServeMetrics:
+    """The serve process's metrics; pass one to the servers (no global registry)."""
+
+    def __init__(
+        self,
+        backlog: BacklogSource | None = None,
+        *,
+        cache_s: float = 10.0,
+        scrape_timeout_s: float = 2.0,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.recipients = Counter(
+            "ingest_lmtp_recipients",
+            "LMTP recipients by final reply: accepted, rejected (5xx) or deferred (4xx).",
+            ["outcome", "reason", "tenant"],
+            registry=self.registry,
+        )
+        self.accept_duration = Histogram(
+            "ingest_accept_duration_seconds",
+            "From the end of a message's data to its replies (durable accept).",
+            buckets=ACCEPT_BUCKETS,
+            registry=self.registry,
+        )
+        self.received_bytes = Counter(
+            "ingest_received_bytes",
+            "Message bytes received (after dot-unstuffing) by transactions that reached"
+            " the end of data.",
+            registry=self.registry,
+        )
+        self.connections_open = Gauge(
+            "ingest_lmtp_connections_open", "Open LMTP connections.", registry=self.registry
+        )
+        self.backlog = _BacklogCollector(backlog, cache_s=cache_s, timeout_s=scrape_timeout_s)
+        if backlog is not None:
+            self.registry.register(self.backlog)
+
+    def recipient_refused(self, decision: RecipientDecision) -> None:
+        """A RCPT the server answered with 4xx/5xx."""
+        tenant = _disabled_slug(decision) if decision.reply is addressing.DISABLED_TENANT else ""
+        self.recipient(decision.reply, tenant)
+
+    def recipient(self, reply: Reply, tenant: str = "") -> None:
+        """``tenant``: the slug of an existing tenant, or empty."""
+        self.recipients.labels(outcome_for(reply), reason_for(reply), tenant).inc()
+
+    def data_answered(
+        self,
+        accepted: Sequence[RecipientDecision],
+        replies: Sequence[Reply],
+        size: int,
+        seconds: float,
+    ) -> None:
+        """The end of data of one transaction and its replies, one per recipient."""
+        self.accept_duration.observe(seconds)
+        self.received_bytes.inc(size)
+        for decision, reply in zip(accepted, replies, strict=False):
+            self.recipient(reply, decision.tenant.slug if decision.tenant else "")
+
+    def data_aborted(self, accepted: Sequence[RecipientDecision], reason: str) -> None:
+        """A transaction the protocol ended after RCPT: too big, or a refused BDAT."""
+        for decision in accepted:
+            tenant = decision.tenant.slug if decision.tenant else ""
+            if reason == "size":
+                self.recipient(_replies.TOO_BIG, tenant)
+            else:
+                self.recipients.labels("rejected", "aborted", tenant).inc()
+
+    async def render(self, limiter: trio.CapacityLimiter) -> bytes:
+        """The text exposition, after refreshing the scrape-time values if stale."""
+        await self.backlog.refresh(limiter)
+        return generate_latest(self.registry)
+
+
+def _disabled_slug(decision: RecipientDecision) -> str:
+    """The slug of a disabled tenant, from the address it was refused for: that
+    tenant exists (the directory said so), so the label stays bounded."""
+    parts = addressing.split_address(decision.address)
+    if parts is None:
+        return ""
+    slug = parts[0].partition("+")[2].lower()
+    return slug if addressing.SLUG_PATTERN.fullmatch(slug) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Backlog:
+    queue_depth: int | None
+    messages: Mapping[tuple[str, str], int] | None
+
+
+class _BacklogCollector(Collector):
+    """``ingest_queue_depth`` and ``ingest_messages`` from a cached snapshot.
+
+    At most one refresh runs at a time: a refresh that outlives the scrape's
+    deadline is abandoned by the scrape but still stores its result when done.
+    A part that failed is left out of the exposition and
+    ``ingest_backlog_scrape_ok{source}`` says 0.
+    """
+
+    def __init__(self, source: BacklogSource | None, *, cache_s: float, timeout_s: float) -> None:
+        self._source = source
+        self._cache_s = cache_s
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._running = False
+        self._taken_at = -float("inf")
+        self._snapshot = _Backlog(None, None)
+
+    async def refresh(self, limiter: trio.CapacityLimiter) -> None:
+        if self._source is None or time.monotonic() - self._taken_at < self._cache_s:
+            return
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        with trio.move_on_after(self._timeout_s) as scope:
+            await trio.to_thread.run_sync(self._take, limiter=limiter, abandon_on_cancel=True)
+        if scope.cancelled_caught:
+            log.warning("metrics backlog refresh exceeded its deadline; serving the last values")
+
+    def _take(self) -> None:
+        """In a worker thread."""
+        assert self._source is not None
+        try:
+            depth = _read(self._source.queue_depth, "queue depth")
+            messages = _read(self._source.message_counts, "message counts")
+            self._snapshot = _Backlog(depth, messages)
+            self._taken_at = time.monotonic()
+        finally:
+            with self._lock:
+                self._running = False
+
+    def describe(self) -> list[Metric]:
+        return list(self._families(_Backlog(None, None)))
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self._snapshot)
+
+    @staticmethod
+    def _families(snapshot: _Backlog) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("ingest_queue_depth", "Extraction jobs waiting in the queue.")
+        if snapshot.queue_depth is not None:
+            depth.add_metric([], snapshot.queue_depth)
+        yield depth
+        messages = GaugeMetricFamily(
+            "ingest_messages",
+            "Inbound messages by tenant and status (RECEIVED, PROCESSING, PROCESSED,"
+            " FAILED, QUARANTINED), read from the database at scrape time.",
+            labels=["tenant", "status"],
+        )
+        for (tenant, status), count in sorted((snapshot.messages or {}).items()):
+            messages.add_metric([tenant, status], count)
+        yield messages
+        ok = GaugeMetricFamily(
+            "ingest_backlog_scrape_ok",
+            "1 if the last read of a scrape-time source succeeded.",
+            labels=["source"],
+        )
+        ok.add_metric(["queue"], int(snapshot.queue_depth is not None))
+        ok.add_metric(["messages"], int(snapshot.messages is not None))
+        yield ok
+
+
+def _read(read: Callable[[], _T], what: str) -> _T | None:
+    try:
+        return read()
+    except IngestError as exc:
+        log.warning("metrics: %s unavailable", what, extra={"error": str(exc)})
+    except Exception:
+        log.exception("metrics: reading %s failed", what)
+    return None

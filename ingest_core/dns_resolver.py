@@ -146,6 +146,10 @@ class DnsResolver:
     def ptr(self, name: str, *, deadline: float | None = None) -> list[str]:
         return self._lookup(name, "PTR", _ptr, deadline)
 
+    def now(self) -> float:
+        """The clock that deadlines are measured on."""
+        return self._clock()
+
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()

@@ -196,7 +196,7 @@ def running_stub(zone: Zone | None = None, *, ttl: int = DEFAULT_TTL) -> Iterato
     threads = []
     for server in (udp, tcp):
         server.stub = stub
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
         thread.start()
         threads.append(thread)
     try:

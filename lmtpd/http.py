@@ -172,13 +172,14 @@ class HttpServer:
             request = parse_head(head) if isinstance(head, bytes) else head
             if isinstance(request, Response):
                 await self._send(stream, request, head_only=False)
-                return
-            try:
-                response = await self.respond(request.path)
-            except Exception:
-                log.exception("http request failed")
-                response = INTERNAL_ERROR
-            await self._send(stream, response, head_only=request.method == b"HEAD")
+            else:
+                try:
+                    response = await self.respond(request.path)
+                except Exception:
+                    log.exception("http request failed")
+                    response = INTERNAL_ERROR
+                await self._send(stream, response, head_only=request.method == b"HEAD")
+            await _linger(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
@@ -261,6 +262,17 @@ class HttpServer:
             with self._checks_lock:
                 self._checks_running.discard(name)
         return None
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """Half-close, then read and drop what the client still sends (briefly): closing
+    with unread input would reset the connection and lose the response."""
+    with trio.move_on_after(1.0):
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            await stream.send_eof()
+        drained = 0
+        while drained < 1 << 16 and (chunk := await stream.receive_some(MAX_HEAD)):
+            drained += len(chunk)
 
 
 async def _close(stream: trio.abc.Stream) -> None:

@@ -264,7 +264,10 @@ class S3ObjectStore:
     def ping(self) -> None:
         """A HEAD of a fixed empty probe object, written on first use: a HEAD alone
         would also answer not-found for a bucket that does not exist."""
-        self.put_file(_PROBE_KEY, io.BytesIO(b""), 0)
+        try:
+            self.put_file(_PROBE_KEY, io.BytesIO(b""), 0)
+        except ObjectNotFound as exc:
+            raise StoreUnavailable(f"S3 object store: bucket {self.bucket} not found") from exc
 
     def _size_or_none(self, key: str) -> int | None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
@@ -29,6 +29,7 @@ _library_log = logging.getLogger("ingest.sender.dkimpy")
 _library_log.setLevel(logging.CRITICAL)
 
 MIN_KEY_BITS = 1024
+Signed = TypeVar("Signed", dkim.DKIM, dkim.ARC)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -108,6 +109,19 @@ def _verify_one(message: dkim.DKIM, idx: int, keys: KeyLookup, who: tuple[str, s
     return Checked(*who, result, reason)
 
 
+def _parsed(kind: type[Signed], message: bytes) -> Signed:
+    """dkimpy finds the end of the header by splitting the whole message into a
+    list of lines, about one and a half times the message again. With CRLF line
+    ends only (what LMTP hands over) the result is the same when it parses the
+    header alone and gets the body as it is."""
+    end = message.find(b"\r\n\r\n")
+    if end <= 0 or message.count(b"\n") != message.count(b"\r\n"):
+        return kind(message, logger=_library_log, minkey=MIN_KEY_BITS)
+    parsed = kind(message[: end + 4], logger=_library_log, minkey=MIN_KEY_BITS)
+    parsed.body = message[end + 4 :]
+    return parsed
+
+
 def verify_dkim(
     message: bytes, txt: Callable[[str], list[bytes]], *, limit: int, fallback: list[str]
 ) -> tuple[list[Checked], int]:
@@ -115,7 +129,7 @@ def verify_dkim(
     and how many fields there are. ``fallback``: the signature values read from
     the header block, reported as permerror if dkimpy cannot parse the message."""
     try:
-        parsed = dkim.DKIM(message, logger=_library_log, minkey=MIN_KEY_BITS)
+        parsed = _parsed(dkim.DKIM, message)
     except Exception:
         reason = "message header could not be parsed for DKIM"
         return [Checked(*signer(v), "permerror", reason) for v in fallback[:limit]], len(fallback)
@@ -128,7 +142,7 @@ def verify_dkim(
 def verify_arc(message: bytes, txt: Callable[[str], list[bytes]]) -> tuple[str, str | None]:
     """``(pass | fail | none, reason)`` of the message's ARC chain."""
     try:
-        chain = dkim.ARC(message, logger=_library_log, minkey=MIN_KEY_BITS)
+        chain = _parsed(dkim.ARC, message)
         cv, _results, reason = chain.verify(dnsfunc=KeyLookup(txt))
     except DnsTemporaryError as exc:
         return "fail", f"ARC key lookup failed: {exc}"

@@ -223,7 +223,8 @@ class DnsSenderVerifier:
         arc = "none"
         truncated = len(head) >= HEAD_LIMIT  # more fields may follow: let dkimpy look
         if fields.get("dkim-signature") or fields.get("arc-seal") or truncated:
-            dkim_results, arc, more = self._dkim_and_arc(raw, check, fields)
+            look_for_arc = truncated or bool(fields.get("arc-seal"))
+            dkim_results, arc, more = self._dkim_and_arc(raw, check, fields, look_for_arc)
             reasons.extend(more)
 
         if from_domain is None:
@@ -300,7 +301,7 @@ class DnsSenderVerifier:
         return result, domain, identity, (None if result == "pass" else str(explanation))
 
     def _dkim_and_arc(
-        self, raw: BinaryIO, check: _Check, fields: dict[str, list[str]]
+        self, raw: BinaryIO, check: _Check, fields: dict[str, list[str]], look_for_arc: bool
     ) -> tuple[tuple[DkimResult, ...], str, list[str]]:
         """DKIM results in header order, the ARC verdict, and reasons."""
         signatures = fields.get("dkim-signature", [])
@@ -320,7 +321,7 @@ class DnsSenderVerifier:
         reasons = [f"dkim {r.domain or '?'}: {r.reason}" for r in results if r.reason]
         if count > MAX_DKIM_SIGNATURES:
             reasons.append(f"{count - MAX_DKIM_SIGNATURES} more DKIM signatures not checked")
-        arc, arc_reason = verify_arc(message, check.txt)
+        arc, arc_reason = verify_arc(message, check.txt) if look_for_arc else ("none", None)
         if arc_reason:
             reasons.append(f"arc: {arc_reason}")
         return results, arc, reasons

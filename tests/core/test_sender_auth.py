@@ -438,3 +438,17 @@ def test_build_verifier_from_settings(stub):
     assert check(stub, verifier=verifier).spf == "pass"
     named = build_verifier(settings.with_(authserv_id="mx.example.net"))
     assert named.authserv_id == "mx.example.net"
+
+
+def test_bare_lf_message_verifies_too(stub, key):
+    message = signed(key, MESSAGE.replace(b"\r\n", b"\n"))
+    assert b"\r\n" not in message.split(b"\n\n", 1)[1]
+    assert [d.result for d in check(stub, message).dkim] == ["pass"]
+
+
+def test_relaxed_body_signature_passes(stub, key):
+    signature = dkim.sign(
+        MESSAGE, b"sel", b"example.com", key.private_pem, canonicalize=(b"relaxed", b"relaxed")
+    )
+    message = signature + MESSAGE.replace(b"10 widgets", b"10   widgets")
+    assert [d.result for d in check(stub, message).dkim] == ["pass"]

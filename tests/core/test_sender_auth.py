@@ -452,3 +452,19 @@ def test_relaxed_body_signature_passes(stub, key):
     )
     message = signature + MESSAGE.replace(b"10 widgets", b"10   widgets")
     assert [d.result for d in check(stub, message).dkim] == ["pass"]
+
+
+def test_threads_share_one_verifier(stub, key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    verifier = make_verifier(stub, timeout_s=2.0)
+    message = signed(key)
+    cases = [(IP4, "pass"), (OTHER4, "fail"), (IP6, "pass"), (OTHER6, "fail")] * 10
+
+    def run(case: tuple[str, str]) -> tuple[str, str]:
+        auth = check(stub, message, client=case[0], verifier=verifier)
+        return auth.spf, auth.dkim[0].result
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(run, cases))
+    assert results == [(expected, "pass") for _, expected in cases]

@@ -141,22 +141,21 @@ class LmtpServer:
         Its log lines carry ``conn``; a transaction's also ``txn`` and ``message_id``."""
         peer = _peer_of(stream)
         self.active += 1
-        try:
-            with (
-                log_context(conn=secrets.token_hex(4)),
-                self.metrics.connections_open.track_inprogress(),
-            ):
-                session = _Session(self, stream, peer)
-                await session.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.info("connection lost", extra={"peer": _peer_text(peer)})
-        except Exception:
-            log.exception("connection failed", extra={"peer": _peer_text(peer)})
-        finally:
-            self.active -= 1
-            with trio.move_on_after(1) as cleanup:
-                cleanup.shield = True
-                await stream.aclose()
+        with (
+            log_context(conn=secrets.token_hex(4)),
+            self.metrics.connections_open.track_inprogress(),
+        ):
+            try:
+                await _Session(self, stream, peer).run()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.info("connection lost", extra={"peer": _peer_text(peer)})
+            except Exception:
+                log.exception("connection failed", extra={"peer": _peer_text(peer)})
+            finally:
+                self.active -= 1
+                with trio.move_on_after(1) as cleanup:
+                    cleanup.shield = True
+                    await stream.aclose()
 
 
 class _Session:

@@ -91,15 +91,27 @@ class App:
         done = []
         for message_id in ids:
             if self.repository.reset_for_replay(message_id):
-                try:
-                    self.queue.enqueue_extraction(message_id)
-                except QueueUnavailable:
-                    log.warning(
-                        "queue unavailable; the sweeper will enqueue it",
-                        extra={"message_id": str(message_id)},
-                    )
+                self._enqueue(message_id)
                 done.append(message_id)
         return done
+
+    def release(self, message_id: uuid.UUID) -> bool:
+        """A QUARANTINED message goes on to extraction, exempt from the sender
+        policy from now on. False if it is not quarantined."""
+        if not self.repository.release(message_id):
+            return False
+        log.info("message released from quarantine", extra={"message_id": str(message_id)})
+        self._enqueue(message_id)
+        return True
+
+    def _enqueue(self, message_id: uuid.UUID) -> None:
+        try:
+            self.queue.enqueue_extraction(message_id)
+        except QueueUnavailable:
+            log.warning(
+                "queue unavailable; the sweeper will enqueue it",
+                extra={"message_id": str(message_id)},
+            )
 
     def readiness_checks(self) -> dict[str, Callable[[], object]]:
         """One cheap blocking call per dependency that raises (StoreUnavailable)

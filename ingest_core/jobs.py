@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from huey import crontab
 
 from ingest_core.extraction import RetryLater, extract_message, sweep
+from ingest_core.sender_gate import SenderCheck
 from ingest_core.telemetry import link_from
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def _register(huey: Any) -> Tasks:
                 repo=app.repository,
                 store=app.store,
                 settings=app.settings,
+                sender=SenderCheck(app.verifier(), app.sender_rules),
                 links=link_from(traceparent),
             )
         except RetryLater as exc:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest_core.errors import ConfigError, IngestError
 from ingest_core.logs import configure_logging
 from ingest_core.settings import Settings
 from ingest_core.telemetry import configure_tracing
+from lmtpd import cli_messages, cli_tenants
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,23 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     db.add_parser("upgrade", help="apply pending migrations")
 
-    tenants = sub.add_parser("tenants").add_subparsers(dest="tenants", required=True)
-    add = tenants.add_parser("add")
-    add.add_argument("slug")
-    add.add_argument("--name")
-    add.add_argument("--if-missing", action="store_true", help="no error if it exists")
-    tenants.add_parser("list")
-    for verb in ("disable", "enable"):
-        tenants.add_parser(verb).add_argument("slug")
+    cli_tenants.add_parser(sub)
+    cli_messages.add_parser(sub)
 
-    messages = sub.add_parser("messages").add_subparsers(dest="messages", required=True)
-    listing = messages.add_parser("list")
-    listing.add_argument("--org", help="tenant slug")
-    listing.add_argument("--status")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--format", choices=("table", "json"), default="table")
-    messages.add_parser("show").add_argument("id", type=uuid.UUID)
-    messages.add_parser("raw").add_argument("id", type=uuid.UUID)
+    export = sub.add_parser("export", help="one tenant's messages as a SQLite file")
+    export.add_argument("--org", required=True, help="tenant slug")
+    export.add_argument("--since", help="e.g. 2026-11-01, 2026-11-01T12:00Z, 24h, 7d")
+    export.add_argument("--out", required=True, type=Path, help="the SQLite file to write")
+    export.add_argument("--force", action="store_true", help="replace an existing file")
 
     replay = sub.add_parser("replay", help="re-enqueue messages for extraction")
     replay.add_argument("id", nargs="?", type=uuid.UUID)
@@ -100,7 +92,11 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
             worker_env = app.child_environment() if args.with_worker else None
             trio.run(
                 lambda: run_services(
-                    settings, app.service, milter=not args.no_milter, worker_env=worker_env
+                    settings,
+                    app.service,
+                    milter=not args.no_milter,
+                    worker_env=worker_env,
+                    probes=app,
                 )
             )
             return 0
@@ -109,9 +105,11 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
             print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
             return 0
         if args.command == "tenants":
-            return _tenants(app, args)
+            return cli_tenants.run(app, args)
         if args.command == "messages":
-            return _messages(app, args)
+            return cli_messages.run(app, args)
+        if args.command == "export":
+            return _export(app, args)
         if args.command == "replay":
             return _replay(app, args)
         if args.command == "sweep":
@@ -123,56 +121,27 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
     return 2
 
 
-def _tenants(app: bootstrap.App, args: argparse.Namespace) -> int:
-    if args.tenants == "add":
-        existing = {t.slug for t in app.admin.list()}
-        if args.slug in existing and args.if_missing:
-            print(f"tenant {args.slug} exists")
-            return 0
-        tenant = app.admin.add(args.slug, args.name or args.slug)
-        print(f"added tenant {tenant.slug} ({tenant.id})")
-        return 0
-    if args.tenants == "list":
-        for tenant in app.admin.list():
-            print(f"{tenant.slug:24} {tenant.status.value:9} {tenant.id}  {tenant.name}")
-        return 0
-    from ingest_core.model import TenantStatus
+def _export(app: bootstrap.App, args: argparse.Namespace) -> int:
+    from ingest_core.export import export_tenant, parse_since, progress_bar
 
-    status = TenantStatus.DISABLED if args.tenants == "disable" else TenantStatus.ACTIVE
-    if not app.admin.set_status(args.slug, status):
-        print(f"no tenant {args.slug}", file=sys.stderr)
-        return 1
-    print(f"tenant {args.slug} {status.value}")
-    return 0
-
-
-def _messages(app: bootstrap.App, args: argparse.Namespace) -> int:
-    if args.messages == "list":
-        rows = app.operator.list_messages(org_slug=args.org, status=args.status, limit=args.limit)
-        if args.format == "json":
-            print(json.dumps(rows, default=str, indent=1))
-        else:
-            for row in rows:
-                print(
-                    f"{row['id']}  {row['org_slug']:16} {row['status']:10} "
-                    f"{row['attachments']:3} att  {row['received_at']:%Y-%m-%d %H:%M:%S}  "
-                    f"{(row['subject'] or '')[:50]}"
-                )
-        return 0
-    if args.messages == "show":
-        detail = app.operator.show_message(args.id)
-        if detail is None:
-            print(f"no message {args.id}", file=sys.stderr)
-            return 1
-        print(json.dumps(detail, default=str, indent=1))
-        return 0
-    key = app.operator.raw_object_key(args.id)
-    if key is None:
-        print(f"no message {args.id}", file=sys.stderr)
-        return 1
-    with app.store.open(key) as source:
-        while chunk := source.read(65536):
-            sys.stdout.buffer.write(chunk)
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"--since: {exc}", file=sys.stderr)
+        return 2
+    with progress_bar(label=f"exporting {args.org}") as progress:
+        summary = export_tenant(
+            app.pool,
+            org_slug=args.org,
+            since=since,
+            out=args.out,
+            overwrite=args.force,
+            progress=progress,
+        )
+    print(
+        f"exported {summary.messages} message(s) and {summary.attachments} attachment(s)"
+        f" of {args.org} to {summary.path}"
+    )
     return 0
 
 

@@ -18,6 +18,13 @@ Redis (optional: skipped with a reason when ``redis-server`` is not installed)
     ``redis_server_url``   session  ``redis://127.0.0.1:<port>/0`` of a private server
     ``redis_url``          function the same, after FLUSHDB
 
+DNS (sender authentication)
+    ``stub_dns``           session  autouse: a stub DNS server with an empty zone (every
+                                    name NXDOMAIN). Sender checks of tests that do not
+                                    configure their own servers ask it — in-process and
+                                    in child processes (INGEST_DNS_SERVERS) — never the
+                                    machine's resolver or the internet.
+
 Files and ports
     ``data_dir``           function an empty folder to use as INGEST_DATA_DIR; unlike
                                     ``tmp_path`` it may host an embedded server
@@ -47,9 +54,12 @@ from psycopg.conninfo import make_conninfo
 from ingest_core.adapters.pg_common import Pool, open_pool
 from ingest_core.adapters.pg_embedded import EmbeddedPostgres
 from ingest_core.adapters.pg_migrate import migrate
+from tests.dnsstub import StubDns, running_stub
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from ingest_core.settings import Settings
 
 _TEST_DATABASE = "ingest_test"
 _SERVICE_START_LIMIT_S = 60.0
@@ -84,6 +94,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 # --------------------------------------------------------------------------- files
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stub_dns() -> Iterator[StubDns]:
+    import dataclasses
+
+    from ingest_core import sender_auth
+
+    original = sender_auth.build_verifier
+
+    def build(settings: Settings) -> sender_auth.DnsSenderVerifier:
+        if not settings.dns_servers:
+            settings = dataclasses.replace(settings, dns_servers=(stub.nameserver,))
+        return original(settings)
+
+    with running_stub({}) as stub, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INGEST_DNS_SERVERS", stub.nameserver)
+        patch.setattr(sender_auth, "build_verifier", build)
+        yield stub
 
 
 @pytest.fixture

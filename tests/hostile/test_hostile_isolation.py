@@ -93,7 +93,9 @@ def test_one_tenants_ids_never_return_another_tenants_data(pg_app: App) -> None:
 def test_every_tenant_read_of_the_repository_port_takes_an_org_id() -> None:
     """Reads returning a tenant's data (message rows, attachments) require org_id;
     the rest are the worker's own by-id steps or return ids only."""
-    by_id_worker_steps = {"claim", "finish", "fail", "reset_for_replay"}
+    by_id_worker_steps = {
+        "claim", "finish", "fail", "reset_for_replay", "record_auth", "quarantine", "release",
+    }  # fmt: skip
     ids_only = {"stale", "ids_with_status"}
     for name, method in inspect.getmembers(MessageRepository, inspect.isfunction):
         writes = {"record_received", "record_many"}  # each message carries its org_id

@@ -70,7 +70,7 @@ def test_messages_raw_and_replay(env, capsys, data_dir, pg_url) -> None:
     code, out, _ = run(capsys, "replay", "--status", "received", "--org", "acme")
     assert code == 0
     assert out.startswith("re-enqueued 1 of 1")
-    code, out, _ = run(capsys, "messages", "show", str(outcome.message_id))
+    code, out, _ = run(capsys, "messages", "show", str(outcome.message_id), "--json")
     assert json.loads(out)["org_slug"] == "acme"
 
 

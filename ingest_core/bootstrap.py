@@ -136,6 +136,12 @@ class App:
             self.pool, min(PROBE_TIMEOUT_S, self.settings.store_timeout_s)
         )
 
+    def verdict_counts(self) -> dict[tuple[str, str, str], int]:
+        """Checked messages by (tenant slug, spf|dmarc, result). Raises StoreUnavailable."""
+        return pg_health.verdict_counts(
+            self.pool, min(PROBE_TIMEOUT_S, self.settings.store_timeout_s)
+        )
+
     def child_environment(self) -> dict[str, str]:
         """Environment for a worker child: the same database as this process."""
         return {"INGEST_DATABASE_URL": self.database_url}

@@ -88,6 +88,10 @@ class BacklogSource(Protocol):
         """Messages by (tenant slug, status)."""
         ...
 
+    def verdict_counts(self) -> Mapping[tuple[str, str, str], int]:
+        """Checked messages by (tenant slug, check, result); check is spf or dmarc."""
+        ...
+
 
 class ServeMetrics:
     """The serve process's metrics; pass one to the servers (no global registry)."""
@@ -176,6 +180,7 @@ def _disabled_slug(decision: RecipientDecision) -> str:
 class _Backlog:
     queue_depth: int | None
     messages: Mapping[tuple[str, str], int] | None
+    verdicts: Mapping[tuple[str, str, str], int] | None = None
 
 
 class _BacklogCollector(Collector):
@@ -214,7 +219,8 @@ class _BacklogCollector(Collector):
         try:
             depth = _read(self._source.queue_depth, "queue depth")
             messages = _read(self._source.message_counts, "message counts")
-            self._snapshot = _Backlog(depth, messages)
+            verdicts = _read(self._source.verdict_counts, "sender verdict counts")
+            self._snapshot = _Backlog(depth, messages, verdicts)
             self._taken_at = time.monotonic()
         finally:
             with self._lock:
@@ -241,6 +247,15 @@ class _BacklogCollector(Collector):
         for (tenant, status), count in sorted((snapshot.messages or {}).items()):
             messages.add_metric([tenant, status], count)
         yield messages
+        verdicts = GaugeMetricFamily(
+            "ingest_sender_verdicts",
+            "Checked messages by tenant, check (spf, dmarc) and result, read from the"
+            " database at scrape time.",
+            labels=["tenant", "check", "result"],
+        )
+        for (tenant, check, result), count in sorted((snapshot.verdicts or {}).items()):
+            verdicts.add_metric([tenant, check, result], count)
+        yield verdicts
         ok = GaugeMetricFamily(
             "ingest_backlog_scrape_ok",
             "1 if the last read of a scrape-time source succeeded.",
@@ -248,6 +263,7 @@ class _BacklogCollector(Collector):
         )
         ok.add_metric(["queue"], int(snapshot.queue_depth is not None))
         ok.add_metric(["messages"], int(snapshot.messages is not None))
+        ok.add_metric(["verdicts"], int(snapshot.verdicts is not None))
         yield ok
 
 

@@ -27,6 +27,18 @@ LEFT JOIN (
 """
 
 
+# Only what the worker has checked (auth_* set); the per-tenant results of the two
+# checks that decide most policies.
+_VERDICT_COUNTS = """
+SELECT o.slug, v.check_name, v.result, count(*)
+FROM inbound_message m
+JOIN organization o ON o.id = m.org_id
+CROSS JOIN LATERAL (VALUES ('spf', m.auth_spf), ('dmarc', m.auth_dmarc)) AS v (check_name, result)
+WHERE m.auth_checked_at IS NOT NULL AND v.result IS NOT NULL
+GROUP BY o.slug, v.check_name, v.result
+"""
+
+
 def ping(pool: Pool, timeout_s: float) -> None:
     """``SELECT 1`` through the pool within ``timeout_s``; raises StoreUnavailable."""
     with database_errors("ping"), pool.connection(timeout=timeout_s) as conn:
@@ -42,6 +54,14 @@ def message_counts(pool: Pool, timeout_s: float) -> dict[tuple[str, str], int]:
         _limit_statement(conn, timeout_s)
         rows = conn.execute(_MESSAGE_COUNTS, (statuses,)).fetchall()
     return {(slug, status): int(count) for slug, status, count in rows}
+
+
+def verdict_counts(pool: Pool, timeout_s: float) -> dict[tuple[str, str, str], int]:
+    """Checked messages by (tenant slug, check, result). Raises StoreUnavailable."""
+    with database_errors("count sender verdicts"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        rows = conn.execute(_VERDICT_COUNTS).fetchall()
+    return {(slug, check, result): int(count) for slug, check, result, count in rows}
 
 
 def _limit_statement(conn: psycopg.Connection[Any], timeout_s: float) -> None:

@@ -157,3 +157,16 @@ def test_monitor_records_verdicts_and_holds_nothing(app, key):
     assert detail["status"] == "PROCESSED"
     assert detail["auth_dmarc"] == "fail"
     assert detail["auth_checked_at"] is not None
+
+
+def test_verdict_counts_for_metrics(app, key):
+    deliver(app, signed(key), GOOD_CLIENT)
+    deliver(app, order(), FORGER)
+    deliver(app, order(), FORGER)
+    run_queued(app)
+    assert app.verdict_counts() == {
+        ("acme", "spf", "pass"): 1,
+        ("acme", "spf", "fail"): 2,
+        ("acme", "dmarc", "pass"): 1,
+        ("acme", "dmarc", "fail"): 2,
+    }

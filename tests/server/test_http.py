@@ -45,6 +45,7 @@ class FakeProbes:
     hang: set[str] = field(default_factory=set)
     depth: int = 0
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    verdicts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     count_reads: int = 0
 
     def readiness_checks(self) -> dict[str, Callable[[], object]]:
@@ -65,6 +66,9 @@ class FakeProbes:
     def message_counts(self) -> dict[tuple[str, str], int]:
         self.count_reads += 1
         return dict(self.counts)
+
+    def verdict_counts(self) -> dict[tuple[str, str, str], int]:
+        return dict(self.verdicts)
 
 
 @dataclass
@@ -325,6 +329,14 @@ async def test_backlog_is_cached_between_scrapes(start_observed) -> None:
     text = (await get(h.address, "/metrics")).text
     assert h.probes.count_reads == 1
     assert sample(text, "ingest_messages", tenant="acme", status="PROCESSED") == 1
+
+
+async def test_sender_verdicts_are_exposed_per_tenant() -> None:
+    probes = FakeProbes(verdicts={("acme", "dmarc", "fail"): 2, ("acme", "spf", "pass"): 5})
+    text = (await ServeMetrics(probes).render(trio.CapacityLimiter(1))).decode()
+    assert sample(text, "ingest_sender_verdicts", tenant="acme", check="dmarc", result="fail") == 2
+    assert sample(text, "ingest_sender_verdicts", tenant="acme", check="spf", result="pass") == 5
+    assert sample(text, "ingest_backlog_scrape_ok", source="verdicts") == 1
 
 
 async def test_a_failing_backlog_source_is_left_out_and_flagged() -> None:

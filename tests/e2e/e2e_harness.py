@@ -357,7 +357,7 @@ class Ingest:
         return [r for r in self.messages() if r["source_message_id"] == message_id]
 
     def show(self, row_id: str) -> dict[str, Any]:
-        shown: dict[str, Any] = json.loads(self.cli("messages", "show", row_id))
+        shown: dict[str, Any] = json.loads(self.cli("messages", "show", row_id, "--json"))
         return shown
 
     def wait_processed(

@@ -243,13 +243,15 @@ def swaks(
     message_id: str | None = None,
     attach: Path | None = None,
     data: Path | None = None,
+    mail_from: str = "buyer@example.net",
 ) -> Sent:
+    """Envelope sender and From header are both ``mail_from``."""
     argv = [
         which("swaks") or "swaks",
         "--server", "127.0.0.1",
         "--port", str(port),
         "--ehlo", "client.e2e.localhost",
-        "--from", "buyer@example.net",
+        "--from", mail_from,
         "--to", ",".join(to),
         "--suppress-data",
         "--timeout", "120",
@@ -369,6 +371,17 @@ class Ingest:
             return rows if len(done) >= count else None
 
         return wait_for(f"{count} processed row(s) for {message_id}", probe, timeout_s=timeout_s)
+
+    def wait_status(
+        self, message_id: str, status: str, *, timeout_s: float = 120
+    ) -> dict[str, Any]:
+        """The one row for ``message_id`` once it has ``status``."""
+
+        def probe() -> dict[str, Any] | None:
+            rows = [r for r in self.rows_for(message_id) if r["status"] == status]
+            return rows[0] if rows else None
+
+        return wait_for(f"{message_id} to be {status}", probe, timeout_s=timeout_s)
 
     @contextlib.contextmanager
     def storage_broken(self) -> Iterator[None]:

@@ -26,8 +26,10 @@ USER 10001:10001
 ENV INGEST_ENV=production \
     INGEST_DATA_DIR=/var/lib/ingest \
     INGEST_LMTP_LISTEN=0.0.0.0:24 \
-    INGEST_MILTER_LISTEN=0.0.0.0:8890
-EXPOSE 24 8890
+    INGEST_MILTER_LISTEN=0.0.0.0:8890 \
+    INGEST_HTTP_LISTEN=0.0.0.0:9325
+# 9325: /healthz, /readyz, /metrics (no authentication: keep it on a private network)
+EXPOSE 24 8890 9325
 
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
     CMD ["ingest", "healthcheck"]

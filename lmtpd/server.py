@@ -27,7 +27,7 @@ from ingest_core.settings import Settings
 from ingest_core.spool import SpoolWriter
 from lmtpd import protocol as p
 from lmtpd.listeners import Network, bound_address, open_listeners, peer_allowed
-from lmtpd.metrics import ServeMetrics
+from lmtpd.metrics import ServeMetrics, reason_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -305,6 +305,11 @@ class _Session:
         if decision.accepted:
             self.accepted.append(decision)
         else:
+            log.info(
+                "recipient refused",
+                extra={"recipient": address[:256], "code": decision.reply.code,
+                       "reason": reason_for(decision.reply)},
+            )  # fmt: skip
             self.server.metrics.recipient_refused(decision)
 
     async def on_end_of_data(self) -> None:

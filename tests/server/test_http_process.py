@@ -62,6 +62,7 @@ def _deliver(port: int) -> str:
     with smtplib.LMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo()
         client.mail("buyer@example.org")
+        assert client.rcpt(f"orders+nobody@{DOMAIN}")[0] == 550
         assert client.rcpt(f"orders+acme@{DOMAIN}")[0] == 250
         code, text = client.data(b"Message-ID: <p@b.example>\r\nSubject: x\r\n\r\nhi\r\n")
         assert code == 250
@@ -98,6 +99,11 @@ def test_http_endpoint_serves_and_stops_on_sigterm(data_dir: Path, pg_url: str) 
     assert accepted[0]["message_id"] == done[0]["message_id"] == message_id
     assert accepted[0]["conn"] == done[0]["conn"]
     assert accepted[0]["txn"] == done[0]["txn"]
+    # The refused recipient of the same transaction: one line, same conn and txn.
+    [refused] = [line for line in lines if line.get("event") == "recipient refused"]
+    assert (refused["conn"], refused["txn"]) == (done[0]["conn"], done[0]["txn"])
+    assert (refused["code"], refused["reason"]) == (550, "unknown_tenant")
+    assert refused["recipient"] == f"orders+nobody@{DOMAIN}"
 
 
 def test_a_busy_http_port_does_not_stop_mail(data_dir: Path, pg_url: str) -> None:

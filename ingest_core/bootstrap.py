@@ -63,12 +63,12 @@ class App:
 
     def verifier(self) -> SenderVerifier:
         """The sender-authentication verifier (DNS), built on first use."""
-        found = self.extras.get("verifier")
-        if found is None:
+        if "verifier" not in self.extras:
             from ingest_core.sender_auth import build_verifier
 
-            found = self.extras["verifier"] = build_verifier(self.settings)
-        verifier: SenderVerifier = found
+            built: SenderVerifier = build_verifier(self.settings)  # checked against the port
+            self.extras["verifier"] = built
+        verifier: SenderVerifier = self.extras["verifier"]
         return verifier
 
     def migrate(self) -> list[str]:

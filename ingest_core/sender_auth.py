@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import spf
 
@@ -82,17 +82,6 @@ class SenderAuth:
             "summary": self.summary,
             "reasons": list(self.reasons),
         }
-
-
-class SenderVerifier(Protocol):
-    def verify(
-        self,
-        raw: BinaryIO,
-        *,
-        envelope_from: str,
-        client_address: str | None,
-        client_helo: str | None,
-    ) -> SenderAuth: ...
 
 
 def clean(text: str | None, limit: int = 200) -> str:

@@ -42,10 +42,8 @@ __all__ = [
     "PostgresTenantDirectory",
     "TenantAdmin",
     "TenantError",
-    "message_counts",
     "migrate",
     "open_pool",
-    "ping",
 ]
 
 _MESSAGE_COLUMNS = (
@@ -270,41 +268,6 @@ class PostgresMessageRepository:
                     (status.value, org_id),
                 ).fetchall()
         return [row[0] for row in rows]
-
-
-# Aggregate first, then give every tenant a row per status (0 included), so a
-# series drops to 0 instead of vanishing.
-_MESSAGE_COUNTS = """
-SELECT o.slug, s.status, coalesce(c.n, 0)
-FROM organization o
-CROSS JOIN unnest(%s::text[]) AS s (status)
-LEFT JOIN (
-    SELECT org_id, status, count(*) AS n FROM inbound_message GROUP BY org_id, status
-) c ON c.org_id = o.id AND c.status = s.status
-"""
-
-
-def ping(pool: Pool, timeout_s: float) -> None:
-    """``SELECT 1`` through the pool within ``timeout_s``; raises StoreUnavailable."""
-    with database_errors("ping"), pool.connection(timeout=timeout_s) as conn:
-        _limit_statement(conn, timeout_s)
-        conn.execute("SELECT 1").fetchone()
-
-
-def message_counts(pool: Pool, timeout_s: float) -> dict[tuple[str, str], int]:
-    """Messages by (tenant slug, status), every status of every tenant included."""
-    statuses = [status.value for status in MessageStatus]
-    with database_errors("count messages"), pool.connection(timeout=timeout_s) as conn:
-        _limit_statement(conn, timeout_s)
-        rows = conn.execute(_MESSAGE_COUNTS, (statuses,)).fetchall()
-    return {(slug, status): int(count) for slug, status, count in rows}
-
-
-def _limit_statement(conn: psycopg.Connection[Any], timeout_s: float) -> None:
-    """A statement timeout for the rest of this transaction only."""
-    conn.execute(
-        "SELECT set_config('statement_timeout', %s, true)", (str(max(1, int(timeout_s * 1000))),)
-    )
 
 
 def _insert_params(message: NewMessage) -> dict[str, Any]:

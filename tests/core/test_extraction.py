@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ingest_core import extraction
-from ingest_core.adapters.memory import MemoryBlobStore, MemoryJobQueue, MemoryMessageRepository
+from ingest_core.adapters.memory import MemoryBlobStore, MemoryJobQueue
 from ingest_core.errors import StoreUnavailable
 from ingest_core.extraction import (
     PARSER_VERSION,
@@ -25,7 +25,6 @@ from ingest_core.extraction import (
     sweep,
 )
 from ingest_core.model import MessageStatus, NewMessage
-from ingest_core.settings import Settings
 
 PDF = b"%PDF-1.4 order 1234 " + bytes(range(256))
 CSV = b"sku;qty\nA-1;5\n"
@@ -43,21 +42,6 @@ def _raw_message(pdf: bytes = PDF) -> bytes:
         "--b\nContent-Type: text/csv\nContent-Disposition: attachment; filename=lines.csv\n\n"
         f"{CSV.decode()}\n--b--\n"
     ).encode()
-
-
-@pytest.fixture
-def repo():
-    return MemoryMessageRepository()
-
-
-@pytest.fixture
-def store():
-    return MemoryBlobStore()
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(extract_retries=3, spool_dir=tmp_path)
 
 
 def _received(repo, store, raw: bytes | None = None, *, age_s: float = 0.0, org_id=None):

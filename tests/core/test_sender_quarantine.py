@@ -8,15 +8,12 @@ import uuid
 import pytest
 
 from ingest_core.adapters.memory import (
-    MemoryBlobStore,
-    MemoryMessageRepository,
     MemorySenderRules,
 )
 from ingest_core.extraction import Outcome, extract_message
 from ingest_core.model import MessageStatus
 from ingest_core.sender_gate import SenderCheck
 from ingest_core.sender_policy import SenderPolicy, SenderRules
-from ingest_core.settings import Settings
 from tests.core.test_extraction import _received
 
 
@@ -44,21 +41,6 @@ class FakeVerifier:
     def verify(self, raw, *, envelope_from, client_address, client_helo):
         self.calls.append({"head": raw.read(5), "envelope_from": envelope_from})
         return self.auth
-
-
-@pytest.fixture
-def repo():
-    return MemoryMessageRepository()
-
-
-@pytest.fixture
-def store():
-    return MemoryBlobStore()
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(extract_retries=3, spool_dir=tmp_path)
 
 
 def _rules(org_id: uuid.UUID, policy: SenderPolicy, *patterns: str) -> MemorySenderRules:

@@ -443,7 +443,10 @@ async def test_readyz_names_an_unreachable_database(
         reply = await get(address, "/readyz")
         body = json.loads(reply.body)
         assert reply.status == 503
-        assert body["postgres"] == {"ok": False, "error": "unavailable"}
+        # Refused at once, or still retrying when the 2 s probe deadline ends on a
+        # loaded machine: either way Postgres is the one named, with a fixed word.
+        assert body["postgres"]["ok"] is False
+        assert body["postgres"]["error"] in {"unavailable", "timeout"}
         assert body["object_store"]["ok"]
         assert body["queue"]["ok"]
         text = (await get(address, "/metrics")).text

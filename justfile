@@ -43,6 +43,7 @@ e2e:
 # benchmarks: ours vs the aiosmtpd baseline vs the storage ceiling
 bench *ARGS:
     {{venv}}/python -m benchmarks.run {{ARGS}}
+    {{venv}}/python -m benchmarks.sender_auth
 
 # fault-injection scenarios with their summary table
 chaos:

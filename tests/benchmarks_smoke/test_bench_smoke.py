@@ -136,3 +136,14 @@ def test_harness_runs_end_to_end(tmp_path: Path) -> None:
         assert server["e2e"]["not_processed"] == 0
         assert server["e2e"]["processed_latency"]["count"] == 5
     assert results["ceiling"]["accepted"] == 20
+
+
+def test_sender_auth_benchmark_runs_and_reports_each_size() -> None:
+    from benchmarks import sender_auth
+
+    results = sender_auth.run([1, 20], rounds=2)
+    assert set(results) == {"1KB", "20KB"}
+    for entry in results.values():
+        for key in ("ours_cold", "ours_warm", "baseline_dkim_only"):
+            assert entry[key]["median_ms"] > 0
+    assert sender_auth.table(results).count("\n") == 3

@@ -87,6 +87,9 @@ class Dialogue:
         # the application's refusals (e.g. unknown recipients).
         self._max_errors = max_errors
         self._errors = 0
+        # Refusals the protocol answered on its own, for the caller to log and count
+        # (``take_refusals``); the application's own refusals are not repeated here.
+        self._refusals: list[Reply] = []
         self._in = bytearray()
         self._out = bytearray()
         self._events: deque[Event] = deque()
@@ -296,14 +299,17 @@ class Dialogue:
 
     def _reply(self, reply: Reply, *, from_app: bool = False) -> None:
         self._out += r.format_reply(reply)
-        if reply.code >= 500 and not from_app:
-            self._errors += 1
+        if reply.code >= 400 and not from_app:
+            self._refusals.append(reply)
+            if reply.code >= 500:
+                self._errors += 1
 
     def _too_many_errors(self) -> bool:
         """True (and the connection closed with 421) once the error limit is reached."""
         if self._max_errors is None or self._errors < self._max_errors:
             return False
         self._out += r.format_reply(r.TOO_MANY_ERRORS)
+        self._refusals.append(r.TOO_MANY_ERRORS)
         self._events.clear()
         self._close()
         return True

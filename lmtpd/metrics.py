@@ -56,6 +56,15 @@ _REASONS: dict[Reply, str] = {
     _replies.NEEDS_SMTPUTF8: "bad_address",
     _replies.BAD_RCPT_PARAM: "bad_address",
 }
+# Replies the protocol itself gives a RCPT command (the rest are the application's).
+_RCPT_PROTOCOL_REPLIES = frozenset(
+    {
+        _replies.TOO_MANY_RECIPIENTS,
+        _replies.BAD_RECIPIENT,
+        _replies.NEEDS_SMTPUTF8,
+        _replies.BAD_RCPT_PARAM,
+    }
+)
 REASONS = frozenset(
     {*_REASONS.values(), "ok", "duplicate", "unknown_tenant", "internal_error", "aborted", "other"}
 )
@@ -122,6 +131,13 @@ class ServeMetrics:
             " the end of data.",
             registry=self.registry,
         )
+        self.protocol_refusals = Counter(
+            "ingest_lmtp_protocol_refusals",
+            "Replies the LMTP protocol gave on its own: malformed commands, bad"
+            " sequences, limits (fixed replies, by code).",
+            ["code", "enhanced"],
+            registry=self.registry,
+        )
         self.connections_open = Gauge(
             "ingest_lmtp_connections_open", "Open LMTP connections.", registry=self.registry
         )
@@ -133,6 +149,13 @@ class ServeMetrics:
         """A RCPT the server answered with 4xx/5xx."""
         tenant = _disabled_slug(decision) if decision.reply is addressing.DISABLED_TENANT else ""
         self.recipient(decision.reply, tenant)
+
+    def protocol_refusal(self, reply: Reply) -> None:
+        """A reply the protocol gave on its own (malformed command, bad sequence,
+        limit); a refused RCPT also counts as a recipient."""
+        self.protocol_refusals.labels(str(reply.code), reply.enhanced).inc()
+        if reply in _RCPT_PROTOCOL_REPLIES:
+            self.recipient(reply)
 
     def recipient(self, reply: Reply, tenant: str = "") -> None:
         """``tenant``: the slug of an existing tenant, or empty."""
@@ -218,8 +241,15 @@ class _BacklogCollector(Collector):
         assert self._source is not None
         try:
             depth = _read(self._source.queue_depth, "queue depth")
+            # Published at once: a slow database must not hide the queue's depth.
+            self._snapshot = _Backlog(depth, self._snapshot.messages, self._snapshot.verdicts)
             messages = _read(self._source.message_counts, "message counts")
-            verdicts = _read(self._source.verdict_counts, "sender verdict counts")
+            # Same database: once it failed, asking again would only double the wait.
+            verdicts = (
+                _read(self._source.verdict_counts, "sender verdict counts")
+                if messages is not None
+                else None
+            )
             self._snapshot = _Backlog(depth, messages, verdicts)
             self._taken_at = time.monotonic()
         finally:

@@ -179,6 +179,12 @@ class LmtpConnection(Dialogue):
         self._out.clear()
         return out
 
+    def take_refusals(self) -> list[Reply]:
+        """The 4xx/5xx replies the protocol gave on its own (malformed commands,
+        bad sequences, limits) since the last call, oldest first."""
+        taken, self._refusals = self._refusals, []
+        return taken
+
     # -- framing ------------------------------------------------------------
 
     def _step(self) -> bool:

@@ -247,6 +247,13 @@ class _Session:
 
     async def flush(self) -> bool:
         """Send queued replies; False if the peer would not take them in time."""
+        for reply in self.conn.take_refusals():
+            log.info(
+                "command refused",
+                extra={"peer": _peer_text(self.peer), "code": reply.code,
+                       "enhanced": reply.enhanced},
+            )  # fmt: skip
+            self.server.metrics.protocol_refusal(reply)
         out = self.conn.data_to_send()
         if not out:
             return True

@@ -148,3 +148,21 @@ def test_constructor_validates_its_arguments() -> None:
         p.LmtpConnection(hostname="two words", max_message_bytes=1, max_recipients=1)
     with pytest.raises(ValueError, match="limits"):
         p.LmtpConnection(hostname="h", max_message_bytes=1, max_recipients=0)
+
+
+def test_take_refusals_reports_only_what_the_protocol_refused_itself() -> None:
+    conn = connection()
+    conn.receive_data(
+        b"LHLO client.test\r\nBOGUS\r\nRCPT TO:<r@orders.test>\r\nMAIL FROM:<a@b>\r\n"
+    )
+    conn.receive_data(b"RCPT TO:<no-brackets\r\nRCPT TO:<r@orders.test>\r\n")
+    rcpt = until(conn, p.RcptTo)
+    conn.answer_rcpt(Reply(550, "5.1.1", "No such mailbox"))  # the application's: not repeated
+    assert conn.next_event() is p.NEED_DATA
+    assert [(reply.code, reply.enhanced) for reply in conn.take_refusals()] == [
+        (500, "5.5.1"),  # unknown command
+        (503, "5.5.1"),  # RCPT before MAIL
+        (501, "5.5.4"),  # unparsable RCPT argument
+    ]
+    assert isinstance(rcpt, p.RcptTo)
+    assert conn.take_refusals() == []

@@ -131,6 +131,13 @@ class ServeMetrics:
             " the end of data.",
             registry=self.registry,
         )
+        self.milter_recipients = Counter(
+            "ingest_milter_recipients",
+            "RCPTs the milter answered at Postfix's SMTP edge: accepted, rejected or"
+            " deferred, by reason and tenant (same vocabulary as the LMTP counter).",
+            ["outcome", "reason", "tenant"],
+            registry=self.registry,
+        )
         self.protocol_refusals = Counter(
             "ingest_lmtp_protocol_refusals",
             "Replies the LMTP protocol gave on its own: malformed commands, bad"
@@ -149,6 +156,14 @@ class ServeMetrics:
         """A RCPT the server answered with 4xx/5xx."""
         tenant = _disabled_slug(decision) if decision.reply is addressing.DISABLED_TENANT else ""
         self.recipient(decision.reply, tenant)
+
+    def milter_decision(self, decision: RecipientDecision) -> None:
+        """The milter's answer to one RCPT at the SMTP edge (before any LMTP)."""
+        tenant = decision.tenant.slug if decision.tenant is not None else ""
+        if decision.reply is addressing.DISABLED_TENANT:
+            tenant = _disabled_slug(decision)
+        reply = decision.reply
+        self.milter_recipients.labels(outcome_for(reply), reason_for(reply), tenant).inc()
 
     def protocol_refusal(self, reply: Reply) -> None:
         """A reply the protocol gave on its own (malformed command, bad sequence,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from ingest_core import addressing
+from ingest_core.ports import RecipientDecision
 from lmtpd.http import HttpServer, Readiness
 from lmtpd.metrics import BacklogSource, ServeMetrics
 from lmtpd.server import LmtpServer, ServerConfig
@@ -21,7 +22,7 @@ from lmtpd.server import LmtpServer, ServerConfig
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ingest_core.ports import InboundChannelPort, RecipientDecision
+    from ingest_core.ports import InboundChannelPort
     from ingest_core.settings import Settings
 
 log = logging.getLogger("ingest.serve")
@@ -68,7 +69,7 @@ async def run_services(
         nursery.start_soon(_on_signals, server)
         address = await nursery.start(lmtp)
         if milter:
-            await nursery.start(_milter, settings, port, server)
+            await nursery.start(_milter, settings, port, server, metrics)
         http = HttpServer(metrics, probes, shutting_down=server.closing.is_set)
         if settings.http_enabled:
             await nursery.start(_http, http, settings.http_listen)
@@ -104,17 +105,23 @@ async def _milter(
     settings: Settings,
     port: InboundChannelPort,
     server: LmtpServer,
+    metrics: ServeMetrics,
     task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     from lmtpd.milter import serve_milter
 
     async def check(address: str) -> RecipientDecision:
-        decision = port.check_recipient_now(address, True)
-        if decision is not None:
-            return decision
-        return await trio.to_thread.run_sync(
-            port.check_recipient, address, True, limiter=server.limiter
-        )
+        try:
+            decision = port.check_recipient_now(address, True)
+            if decision is None:
+                decision = await trio.to_thread.run_sync(
+                    port.check_recipient, address, True, limiter=server.limiter
+                )
+        except Exception:  # the milter answers 451 4.4.3 for it
+            metrics.milter_decision(RecipientDecision(address, addressing.DIRECTORY_UNAVAILABLE))
+            raise
+        metrics.milter_decision(decision)
+        return decision
 
     def role(address: str) -> bool:
         return addressing.is_role_address(address, settings.domains)

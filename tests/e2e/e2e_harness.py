@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -357,6 +358,13 @@ class Ingest:
 
     def rows_for(self, message_id: str) -> list[dict[str, Any]]:
         return [r for r in self.messages() if r["source_message_id"] == message_id]
+
+    def metrics(self) -> str:
+        """The Prometheus text of ingest serve's HTTP endpoint."""
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            text: str = reply.read().decode()
+        return text
 
     def show(self, row_id: str) -> dict[str, Any]:
         shown: dict[str, Any] = json.loads(self.cli("messages", "show", row_id, "--json"))

@@ -77,11 +77,14 @@ def test_postfix_queue_id_reaches_the_row_through_xforward(running: Stack) -> No
 
 
 @pytest.mark.parametrize(
-    ("recipient", "reply"),
-    [(NOBODY, "550 5.1.1 No such mailbox"), (SLEEPY, "550 5.2.1 Mailbox disabled")],
+    ("recipient", "reply", "series"),
+    [
+        (NOBODY, "550 5.1.1 No such mailbox", 'reason="unknown_tenant",tenant=""'),
+        (SLEEPY, "550 5.2.1 Mailbox disabled", 'reason="tenant_disabled",tenant="sleepy"'),
+    ],
 )
 def test_unknown_or_disabled_tenant_is_refused_at_rcpt_by_the_milter(
-    running: Stack, recipient: str, reply: str
+    running: Stack, recipient: str, reply: str, series: str
 ) -> None:
     message_id = new_message_id()
 
@@ -92,6 +95,10 @@ def test_unknown_or_disabled_tenant_is_refused_at_rcpt_by_the_milter(
     # the milter refused it (Postfix's own recipient table would have let it pass)
     assert "milter-reject: RCPT from" in running.postfix.log()
     assert running.ingest.rows_for(message_id) == []
+    # ... and counted it on ingest serve's /metrics
+    assert f'ingest_milter_recipients_total{{outcome="rejected",{series}}}' in (
+        running.ingest.metrics()
+    )
 
 
 def test_address_outside_the_relay_table_never_reaches_the_milter(running: Stack) -> None:

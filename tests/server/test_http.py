@@ -7,6 +7,7 @@ import json
 import logging
 import smtplib
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -337,6 +338,27 @@ async def test_protocol_refusals_are_logged_and_counted(start_observed, caplog) 
         )
         == 1
     )
+
+
+async def test_milter_decisions_are_counted_with_the_same_vocabulary() -> None:
+    from ingest_core import addressing
+    from ingest_core.model import Tenant
+    from ingest_core.ports import RecipientDecision, Reply
+
+    metrics = ServeMetrics()
+    acme = Tenant(uuid.uuid4(), "acme", "Acme")
+    metrics.milter_decision(
+        RecipientDecision(f"orders+acme@{DOMAIN}", Reply(250, "2.1.5", "OK"), acme)
+    )
+    metrics.milter_decision(RecipientDecision(f"orders+nobody@{DOMAIN}", addressing.UNKNOWN_TENANT))
+    metrics.milter_decision(RecipientDecision(f"orders+gone@{DOMAIN}", addressing.DISABLED_TENANT))
+    text = (await metrics.render(trio.CapacityLimiter(1))).decode()
+    got = samples(text, "ingest_milter_recipients_total")
+    assert {tuple(dict(k).values()) for k in got} == {
+        ("accepted", "ok", "acme"),
+        ("rejected", "unknown_tenant", ""),
+        ("rejected", "tenant_disabled", "gone"),
+    }
 
 
 async def test_connections_gauge_follows_open_lmtp_connections(start_observed) -> None:

@@ -87,6 +87,8 @@ def _list(app: bootstrap.App, args: argparse.Namespace) -> int:
         print(json.dumps(rows, default=str, indent=1))
         return 0
     print(render_table(rows))
+    if len(rows) == args.limit:
+        print(f"(the newest {args.limit}; --limit N shows more)", file=sys.stderr)
     return 0
 
 

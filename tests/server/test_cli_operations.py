@@ -84,6 +84,9 @@ def test_list_is_a_table_and_filters(env, capsys):
     assert lines[-1] == "(2 messages)"
     assert "\x1b" not in out
     assert "x" * 39 + "…" in out  # long subjects are cut, not wrapped
+    code, out, err = run(capsys, "messages", "list", "--limit", "1")
+    assert out.splitlines()[-1] == "(1 message)"
+    assert "--limit N shows more" in err
     code, out, _ = run(capsys, "messages", "list", "--since", "24h", "--json")
     assert [row["org_slug"] for row in json.loads(out)] == ["beta"]
     code, out, _ = run(capsys, "messages", "list", "--org", "acme", "--json")

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING
 import pytest
 from e2e_harness import swaks
 
+from tests.dnsstub import dkim_sign, make_dkim_key
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from conftest import Stack
 
     from tests.dnsstub import StubDns
@@ -66,3 +70,28 @@ def test_a_forged_sender_is_quarantined_and_released(strict: Stack, stub_dns: St
     released = strict.ingest.cli("messages", "release", message_id)
     assert released.startswith(f"released {row['id']}")
     strict.ingest.wait_processed(message_id)
+
+
+def test_a_dkim_signature_survives_postfix(
+    strict: Stack, stub_dns: StubDns, e2e_root: Path
+) -> None:
+    """Signed by the sender, relayed by Postfix (which adds its Received field):
+    the body and signed fields arrive intact, DKIM and DMARC pass although SPF
+    does not list the client."""
+    domain = sender_domain(stub_dns, "192.0.2.1")
+    key = make_dkim_key()
+    stub_dns.zone[f"s1._domainkey.{domain}"] = {"TXT": [key.txt]}
+    message_id = f"{uuid.uuid4()}@{domain}"
+    message = (
+        f"From: Buyer <buyer@{domain}>\r\nTo: {STRICT}\r\nSubject: PO 4711\r\n"
+        f"Message-ID: <{message_id}>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n"
+        "12 pallets, delivery Friday.\r\n"
+    ).encode()
+    signed = e2e_root / f"{uuid.uuid4().hex}.eml"
+    signed.write_bytes(dkim_sign(message, key, domain=domain, selector="s1"))
+    sent = swaks(strict.smtp_port, [STRICT], data=signed, mail_from=f"buyer@{domain}")
+    assert sent.exit_code == 0, sent.transcript
+    (row,) = strict.ingest.wait_processed(message_id)
+    shown = strict.ingest.show(row["id"])
+    assert shown["auth_dkim"] == [{"domain": domain, "selector": "s1", "result": "pass"}]
+    assert (shown["auth_spf"], shown["auth_dmarc"]) == ("fail", "pass")

@@ -211,8 +211,9 @@ def running_stub(zone: Zone | None = None, *, ttl: int = DEFAULT_TTL) -> Iterato
 
 @dataclass(frozen=True)
 class DkimKey:
-    private_pem: bytes  # PKCS#1 ("BEGIN RSA PRIVATE KEY"), as dkimpy signs with
+    private_pem: bytes  # RSA: PKCS#1 PEM; Ed25519: the base64 seed (as dkimpy signs with)
     txt: str  # the selector's record: "v=DKIM1; k=rsa; p=..."
+    algorithm: bytes = b"rsa-sha256"
 
 
 def make_dkim_key(bits: int = 1024) -> DkimKey:
@@ -227,6 +228,19 @@ def make_dkim_key(bits: int = 1024) -> DkimKey:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return DkimKey(pem, "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode())
+
+
+def make_ed25519_key() -> DkimKey:
+    """A fresh Ed25519 key (RFC 8463): dkimpy's base64 seed, and the
+    ``v=DKIM1; k=ed25519; p=...`` record."""
+    from nacl.signing import SigningKey
+
+    key = SigningKey.generate()
+    return DkimKey(
+        base64.b64encode(bytes(key)),
+        "v=DKIM1; k=ed25519; p=" + base64.b64encode(bytes(key.verify_key)).decode(),
+        algorithm=b"ed25519-sha256",
+    )
 
 
 def dkim_sign(
@@ -244,5 +258,6 @@ def dkim_sign(
         domain.encode(),
         key.private_pem,
         include_headers=include_headers,
+        signature_algorithm=key.algorithm,
     )
     return bytes(signature) + message

@@ -14,7 +14,7 @@ from ingest_core.dmarc import organizational_domain, parse_record
 from ingest_core.dns_resolver import DnsResolver
 from ingest_core.sender_auth import DkimResult, DnsSenderVerifier, SenderAuth, build_verifier
 from ingest_core.settings import Settings
-from tests.dnsstub import DkimKey, StubDns, dkim_sign, make_dkim_key
+from tests.dnsstub import DkimKey, StubDns, dkim_sign, make_dkim_key, make_ed25519_key
 
 AUTHSERV = "orders.example.net"
 IP4, IP6 = "192.0.2.10", "2001:db8::10"
@@ -104,6 +104,22 @@ def test_dkim_pass_aligned_dmarc_pass(stub, key):
         " dkim=pass header.d=example.com header.s=sel;"
         " dmarc=pass (p=reject) header.from=example.com; arc=none"
     )
+
+
+def test_ed25519_signature_alone_and_beside_rsa(stub, key):
+    """RFC 8463: senders sign with Ed25519, often next to an RSA signature."""
+    ed = make_ed25519_key()
+    stub.zone["ed._domainkey.example.com"] = {"TXT": [ed.txt]}
+    only = check(stub, signed(ed, selector="ed"), client=OTHER4)
+    assert only.dkim == (DkimResult("example.com", "ed", "pass"),)
+    assert only.dmarc == "pass"
+    both = signed(ed, signed(key), selector="ed")
+    assert [(d.selector, d.result) for d in check(stub, both).dkim] == [
+        ("ed", "pass"),
+        ("sel", "pass"),
+    ]
+    tampered = signed(ed, selector="ed").replace(b"10 widgets", b"90 widgets")
+    assert [d.result for d in check(stub, tampered, client=OTHER4).dkim] == ["fail"]
 
 
 def test_dkim_fails_when_body_altered_after_signing(stub, key):

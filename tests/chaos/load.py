@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tests.chaos.procs import DOMAIN, wait_for
+from tests.procs import DOMAIN, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -26,7 +26,7 @@ from lmtpd.serve import server_config
 from lmtpd.server import LmtpServer
 from tests.chaos.audit import ScenarioResult, audit, fetch_rows, local_reader
 from tests.chaos.load import RECIPIENT, Attempt, Delivery, dot_stuff, make_message
-from tests.chaos.procs import DOMAIN
+from tests.procs import DOMAIN
 from tests.server.rawclient import RawClient
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from tests.chaos.load import (
     outage_under_load,
     resend_unacknowledged,
 )
-from tests.chaos.procs import IngestServer, MotoServer, ingest_env
+from tests.procs import IngestServer, MotoServer, ingest_env
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

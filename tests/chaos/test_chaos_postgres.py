@@ -14,7 +14,7 @@ import pytest
 
 from tests.chaos.audit import ScenarioResult, audit, fetch_rows, local_reader
 from tests.chaos.load import outage_under_load, resend_unacknowledged
-from tests.chaos.procs import IngestServer, ingest_env
+from tests.procs import IngestServer, ingest_env
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -16,7 +16,7 @@ import pytest
 from ingest_core.adapters.queue import huey_from_url
 from tests.chaos.audit import ScenarioResult, audit, fetch_rows, local_reader
 from tests.chaos.load import Delivery, deliver_once, make_message
-from tests.chaos.procs import (
+from tests.procs import (
     IngestServer,
     IngestWorker,
     RedisServer,

@@ -18,7 +18,7 @@ import pytest
 
 from tests.chaos.audit import ScenarioResult, audit, base_message_id, fetch_rows, local_reader
 from tests.chaos.load import LoadGenerator, deliver_once
-from tests.chaos.procs import IngestServer, ingest_env, wait_for
+from tests.procs import IngestServer, ingest_env, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -26,7 +26,7 @@ from ingest_core.settings import Settings
 from ingest_core.spool import Spool
 from tests.chaos.audit import ScenarioResult
 from tests.chaos.load import RECIPIENT
-from tests.chaos.procs import DOMAIN, IngestWorker, ingest_env, run_ingest, wait_for
+from tests.procs import DOMAIN, IngestWorker, ingest_env, run_ingest, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -13,7 +13,7 @@ import sys
 import urllib.request
 from typing import TYPE_CHECKING
 
-from tests.chaos.procs import REPO, free_port, ingest_env, run_ingest, wait_for
+from tests.procs import REPO, free_port, ingest_env, run_ingest, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path

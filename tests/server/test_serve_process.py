@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from tests.chaos.procs import REPO, free_port, ingest_env, run_ingest, wait_for
+from tests.procs import REPO, free_port, ingest_env, run_ingest, wait_for
 
 
 def _reply(reader) -> bytes:

@@ -1,5 +1,6 @@
-"""Child processes the fault scenarios start, stop and kill: `ingest serve`,
-`ingest worker`, one-shot `ingest` commands, a moto S3 server and redis-server.
+"""Child processes the tests start, stop and kill (session fixtures, fault
+scenarios, serve-process tests): `ingest serve`, `ingest worker`, one-shot
+`ingest` commands, a moto S3 server and redis-server.
 
 Every wait is a poll with a generous deadline: the deadline only turns a hang
 into a failure, it never decides an outcome.

@@ -117,14 +117,17 @@ class App:
         """One cheap blocking call per dependency that raises (StoreUnavailable)
         unless the dependency is reachable: Postgres ``SELECT 1`` through the pool,
         the object store's probe, the queue's pending count."""
-        timeout_s = min(PROBE_TIMEOUT_S, self.settings.store_timeout_s)
         checks: dict[str, Callable[[], object]] = {
-            "postgres": functools.partial(pg_health.ping, self.pool, timeout_s)
+            "postgres": functools.partial(pg_health.ping, self.pool, self._probe_timeout_s)
         }
         if isinstance(self.store, LocalObjectStore | S3ObjectStore):
             checks["object_store"] = self.store.ping
         checks["queue"] = self.queue_depth
         return checks
+
+    @property
+    def _probe_timeout_s(self) -> float:
+        return min(PROBE_TIMEOUT_S, self.settings.store_timeout_s)
 
     def queue_depth(self) -> int:
         """Extraction jobs waiting. Raises QueueUnavailable."""
@@ -132,15 +135,11 @@ class App:
 
     def message_counts(self) -> dict[tuple[str, str], int]:
         """Messages by (tenant slug, status). Raises StoreUnavailable."""
-        return pg_health.message_counts(
-            self.pool, min(PROBE_TIMEOUT_S, self.settings.store_timeout_s)
-        )
+        return pg_health.message_counts(self.pool, self._probe_timeout_s)
 
     def verdict_counts(self) -> dict[tuple[str, str, str], int]:
         """Checked messages by (tenant slug, spf|dmarc, result). Raises StoreUnavailable."""
-        return pg_health.verdict_counts(
-            self.pool, min(PROBE_TIMEOUT_S, self.settings.store_timeout_s)
-        )
+        return pg_health.verdict_counts(self.pool, self._probe_timeout_s)
 
     def child_environment(self) -> dict[str, str]:
         """Environment for a worker child: the same database as this process."""

@@ -131,7 +131,7 @@ def _run(
     try:
         with _spooled(row, store, settings) as (workdir, raw):
             if sender is not None:
-                _, decision = check_sender(row, raw, sender, repo)
+                decision = check_sender(row, raw, sender, repo)
                 if decision.hold:
                     return _hold(repo, row, decision, settings)
             attachments, defects = _extract(row, workdir, raw, store, settings)

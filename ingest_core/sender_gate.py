@@ -17,13 +17,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ingest_core.sender_policy import PASS, PolicyDecision, evaluate, verdict_from
+from ingest_core.sender_policy import PASS, evaluate, verdict_from
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ingest_core.model import AuthVerdict, StoredMessage
+    from ingest_core.model import StoredMessage
     from ingest_core.ports import MessageRepository, SenderRulesSource, SenderVerifier
+    from ingest_core.sender_policy import PolicyDecision
 
 log = logging.getLogger("ingest.sender")
 
@@ -36,9 +37,9 @@ class SenderCheck:
 
 def check_sender(
     row: StoredMessage, raw: Path, check: SenderCheck, repo: MessageRepository
-) -> tuple[AuthVerdict, PolicyDecision]:
-    """The stored or freshly computed verdict, and what the policy makes of it.
-    Raises StoreUnavailable (database)."""
+) -> PolicyDecision:
+    """What the tenant's policy makes of the stored (or, if none or temporary, a
+    freshly computed and now stored) verdict. Raises StoreUnavailable (database)."""
     verdict = row.auth
     if verdict is None or verdict.temporary:
         with raw.open("rb") as source:
@@ -67,4 +68,4 @@ def check_sender(
             "released": row.released_at is not None,
         },
     )
-    return verdict, decision
+    return decision

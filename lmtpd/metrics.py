@@ -145,6 +145,7 @@ class ServeMetrics:
             ["code", "enhanced"],
             registry=self.registry,
         )
+        # Read from the LMTP server's own count at scrape time (LmtpServer sets it).
         self.connections_open = Gauge(
             "ingest_lmtp_connections_open", "Open LMTP connections.", registry=self.registry
         )

@@ -80,6 +80,7 @@ class LmtpServer:
         self.port = port
         self.config = config or ServerConfig()
         self.metrics = metrics or ServeMetrics()
+        self.metrics.connections_open.set_function(lambda: self.active)
         self.limiter = trio.CapacityLimiter(self.config.worker_threads)
         self.active = 0
         self.address: str | None = None
@@ -141,10 +142,7 @@ class LmtpServer:
         Its log lines carry ``conn``; a transaction's also ``txn`` and ``message_id``."""
         peer = _peer_of(stream)
         self.active += 1
-        with (
-            log_context(conn=secrets.token_hex(4)),
-            self.metrics.connections_open.track_inprogress(),
-        ):
+        with log_context(conn=secrets.token_hex(4)):
             try:
                 await _Session(self, stream, peer).run()
             except (trio.BrokenResourceError, trio.ClosedResourceError):

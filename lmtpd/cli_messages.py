@@ -118,9 +118,9 @@ def _cell(value: object, width: int) -> str:
     if value is None:
         text = "-"
     elif isinstance(value, datetime):
-        text = _utc(value)
+        text = _utc(value)  # the column title says UTC
     else:
-        text = "".join(ch if ch.isprintable() else " " for ch in str(value))
+        text = _printable(value)
     return (text[: width - 1] + "…" if len(text) > width else text).ljust(width)
 
 

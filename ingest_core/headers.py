@@ -54,8 +54,9 @@ def header_fields(head: bytes) -> dict[str, list[str]]:
     for raw_line in head.replace(b"\r\n", b"\n").split(b"\n"):
         if not raw_line:
             break  # the end of the header block
-        if raw_line[:1] in (b" ", b"\t") and name is not None:
-            value.append(raw_line.decode("utf-8", "replace"))
+        if raw_line[:1] in (b" ", b"\t"):  # folded: part of the field above, never a field
+            if name is not None:
+                value.append(raw_line.decode("utf-8", "replace"))
             continue
         if name is not None:
             fields.setdefault(name, []).append("".join(value))

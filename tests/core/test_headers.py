@@ -28,6 +28,18 @@ def test_body_lines_are_not_headers() -> None:
     assert summary.subject is None
 
 
+def test_a_folded_line_of_another_field_is_never_a_field_of_its_own() -> None:
+    """A continuation line is part of the field it continues, whatever it says:
+    `` Message-ID: <forged@x>`` folded under X-Note must not become the id that
+    deduplicates the message, nor `` From:`` its sender."""
+    summary = summarise(
+        b"X-Note: a\r\n Message-ID: <forged@x>\r\n From: Forged <f@x>\r\n"
+        b"From: Real <r@example.org>\r\nMessage-ID: <real@example.org>\r\n\r\n"
+    )
+    assert summary.message_id == "real@example.org"
+    assert summary.from_header == "Real <r@example.org>"
+
+
 @pytest.mark.parametrize(
     "head",
     [

@@ -41,8 +41,8 @@ _WANTED = frozenset({"message-id", "subject", "from"})
 _UNSTRUCTURED = HeaderRegistry()["x-unstructured"]
 
 
-def header_fields(head: bytes) -> dict[str, list[str]]:
-    """The unfolded values of the few fields we record, by lower-cased name.
+def header_fields(head: bytes, wanted: frozenset[str] = _WANTED) -> dict[str, list[str]]:
+    """The unfolded values of the ``wanted`` fields (lower-case names), by name.
 
     A deliberately small reader: the full ``email`` parser with ``policy.default``
     cost about ten times as much per message on the accept path, and we need
@@ -65,7 +65,7 @@ def header_fields(head: bytes) -> dict[str, list[str]]:
         if colon <= 0:
             continue
         field = raw_line[:colon].strip().decode("ascii", "replace").lower()
-        if field in _WANTED:
+        if field in wanted:
             name, value = field, [raw_line[colon + 1 :].decode("utf-8", "replace")]
     if name is not None:
         fields.setdefault(name, []).append("".join(value))

@@ -26,7 +26,7 @@ from ingest_core import dmarc
 from ingest_core.dkim_check import signer, verify_arc, verify_dkim
 from ingest_core.dns_resolver import DnsResolver, DnsTemporaryError
 from ingest_core.errors import ConfigError
-from ingest_core.headers import HEAD_LIMIT, read_head
+from ingest_core.headers import HEAD_LIMIT, header_fields, read_head
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,30 +92,6 @@ def clean(text: str | None, limit: int = 200) -> str:
 def _token(text: str | None, limit: int = 253) -> str:
     """A value for ``key=value`` in the summary: a restricted charset, never empty."""
     return _TOKEN.sub("", text or "")[:limit] or "unknown"
-
-
-def _header_fields(head: bytes, wanted: frozenset[str]) -> dict[str, list[str]]:
-    """Unfolded values of the ``wanted`` fields, by lower-cased name."""
-    fields: dict[str, list[str]] = {}
-    name: str | None = None
-    value: list[str] = []
-    for line in head.replace(b"\r\n", b"\n").split(b"\n"):
-        if not line:
-            break
-        if line[:1] in (b" ", b"\t"):
-            if name is not None:
-                value.append(line.decode("utf-8", "replace"))
-            continue
-        if name is not None:
-            fields.setdefault(name, []).append("".join(value))
-            name = None
-        colon = line.find(b":")
-        field_name = line[:colon].strip().decode("ascii", "replace").lower()
-        if colon > 0 and field_name in wanted:
-            name, value = field_name, [line[colon + 1 :].decode("utf-8", "replace")]
-    if name is not None:
-        fields.setdefault(name, []).append("".join(value))
-    return fields
 
 
 _WANTED = frozenset({"from", "dkim-signature", "arc-seal"})
@@ -198,7 +174,7 @@ class DnsSenderVerifier:
         check = _Check(self.resolver, self.resolver.now() + self.budget_s)
         raw.seek(0)
         head = read_head(raw, HEAD_LIMIT)
-        fields = _header_fields(head, _WANTED)
+        fields = header_fields(head, _WANTED)
         from_address, from_domain, from_problem = dmarc.from_identity(fields.get("from", []))
         reasons = [from_problem] if from_problem else []
 

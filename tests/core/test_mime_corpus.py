@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ingest_core.mime import MimeLimits, build_manifest
-from ingest_core.mime_scan import StructureScanner
+from ingest_core.mime.scan import StructureScanner
 
 DATA = Path(__file__).parent.parent / "data"
 EXPECTED = json.loads((DATA / "expected_manifests.json").read_text(encoding="utf-8"))

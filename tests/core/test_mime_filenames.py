@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from ingest_core.mime import MimeLimits, build_manifest
-from ingest_core.mime_filenames import MAX_FILENAME_CHARS, sanitize_filename
+from ingest_core.mime.filenames import MAX_FILENAME_CHARS, sanitize_filename
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import tracemalloc
 
 import pytest
 
-from ingest_core import mime_decode, mime_tnef
+from ingest_core.mime import decode as mime_decode
+from ingest_core.mime import tnef as mime_tnef
 from ingest_core.mime import (
     ManifestLimitExceeded,
     MimeLimits,

@@ -194,7 +194,7 @@ def test_scanner_bounds_the_parser_on_line_soup(lines, endings, chunk_size):
         io.BytesIO(raw), MimeLimits(max_parts=10**6, max_depth=10**6), chunk_size=chunk_size
     )
     assert parsed.parts_seen >= sum(1 for _ in parsed.message.walk())
-    from ingest_core.mime_scan import StructureScanner
+    from ingest_core.mime.scan import StructureScanner
 
     scanner = StructureScanner(max_parts=10**6, max_depth=10**6)
     scanner.feed(raw)

@@ -54,7 +54,7 @@ def unpack_tnef(
     command = [
         sys.executable,
         "-m",
-        "ingest_core.mime_tnef",
+        "ingest_core.mime.tnef",
         str(source),
         str(outdir),
         str(cpu_s or CPU_S),

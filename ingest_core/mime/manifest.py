@@ -26,11 +26,11 @@ from email.parser import BytesFeedParser
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ingest_core.mime_decode import DecodedBudget, decode_body
-from ingest_core.mime_errors import MalformedMessage, ManifestError, ManifestLimitExceeded
-from ingest_core.mime_filenames import display_filename, sanitize_filename
-from ingest_core.mime_scan import StructureScanner
-from ingest_core.mime_tnef import is_tnef, unpack_tnef
+from ingest_core.mime.decode import DecodedBudget, decode_body
+from ingest_core.mime.errors import MalformedMessage, ManifestError, ManifestLimitExceeded
+from ingest_core.mime.filenames import display_filename, sanitize_filename
+from ingest_core.mime.scan import StructureScanner
+from ingest_core.mime.tnef import is_tnef, unpack_tnef
 from ingest_core.model import Attachment
 
 if TYPE_CHECKING:
@@ -39,20 +39,6 @@ if TYPE_CHECKING:
 
     from ingest_core.settings import Settings
 
-__all__ = [
-    "ExtractedFile",
-    "MalformedMessage",
-    "Manifest",
-    "ManifestEntry",
-    "ManifestError",
-    "ManifestLimitExceeded",
-    "MimeLimits",
-    "ParsedMessage",
-    "attachment_key",
-    "build_manifest",
-    "iter_attachments",
-    "parse_message",
-]
 
 PARSE_CHUNK = 64 * 1024
 _BODY_TYPES = frozenset({"text/plain", "text/html"})

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
-from ingest_core.mime_errors import ManifestLimitExceeded
+from ingest_core.mime.errors import ManifestLimitExceeded
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from email import policy
 from email.parser import BytesHeaderParser
 
-from ingest_core.mime_errors import MalformedMessage, ManifestLimitExceeded
+from ingest_core.mime.errors import MalformedMessage, ManifestLimitExceeded
 
 LINE_CAP = 65_536
 _BOUNDARY_CAP = LINE_CAP - 8

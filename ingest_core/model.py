@@ -124,7 +124,11 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """One extracted attachment (decoded bytes stored content-addressed)."""
+    """One extracted attachment (decoded bytes stored content-addressed).
+
+    ``content_type`` is what the sender declared; ``detected_type`` is what the
+    decoded bytes' magic numbers say (None when nothing was recognised).
+    """
 
     part_path: str
     content_type: str
@@ -134,3 +138,4 @@ class Attachment:
     sha256: str
     object_key: str
     notes: tuple[str, ...] = field(default=())
+    detected_type: str | None = None

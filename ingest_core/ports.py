@@ -134,7 +134,14 @@ class MessageRepository(Protocol):
     def finish(
         self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
     ) -> None:
-        """Record the attachments (idempotent on part_path) and mark PROCESSED."""
+        """Make ``attachments`` the message's whole manifest and mark it PROCESSED,
+        all or nothing.
+
+        Keyed on part_path: a part path recorded before is updated in place (its
+        row id kept), parts missing from ``attachments`` are removed, so running
+        it again (a lost acknowledgement, ``ingest replay`` with a newer parser)
+        leaves exactly the latest manifest.
+        """
         ...
 
     def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:

@@ -180,11 +180,21 @@ def render_detail(detail: dict[str, Any]) -> str:
     lines.append(f"Attachments ({len(attachments)})")
     for item in attachments:
         lines.append(
-            f"  {item['part_path']:8} {_printable(item['content_type']):28} "
+            f"  {item['part_path']:8} {_type_text(item):28} "
             f"{item['size_bytes']:>10}  {_printable(item['filename'] or '-')}"
         )
         lines.append(f"  {'':8} {item['object_key']}")
     return "\n".join(lines)
+
+
+def _type_text(item: dict[str, Any]) -> str:
+    """The declared content type, and the one the bytes' magic numbers gave when
+    that differs: ``application/octet-stream (detected application/pdf)``."""
+    declared = _printable(item["content_type"])
+    detected = item.get("detected_type")
+    if detected is None or detected == item["content_type"]:
+        return declared
+    return f"{declared} (detected {_printable(detected)})"
 
 
 def _printable(value: object) -> str:

@@ -174,11 +174,11 @@ class MemoryMessageRepository:
     def finish(
         self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
     ) -> None:
+        """The new manifest replaces the old one whole, as on Postgres (where a
+        surviving part path also keeps its row id; attachments here have none)."""
         self._check()
         with self._lock:
-            stored = self.attachments.setdefault(message_id, {})
-            for attachment in attachments:
-                stored.setdefault(attachment.part_path, attachment)
+            self.attachments[message_id] = {a.part_path: a for a in attachments}
             self.rows[message_id] = replace(
                 self.rows[message_id],
                 status=MessageStatus.PROCESSED,

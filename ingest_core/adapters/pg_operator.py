@@ -30,6 +30,15 @@ ORDER BY m.received_at DESC
 LIMIT %(limit)s
 """
 
+# detected_type: the name Attachment uses, beside the declared content_type.
+_ATTACHMENTS = """
+SELECT part_path, filename, content_type, detected_content_type AS detected_type, disposition,
+       size_bytes, sha256, object_key, notes
+FROM inbound_attachment
+WHERE inbound_message_id = %s
+ORDER BY part_path COLLATE "C"
+"""
+
 
 class OperatorQueries:
     def __init__(self, pool: Pool) -> None:
@@ -73,12 +82,7 @@ class OperatorQueries:
             row = cur.fetchone()
             if row is None:
                 return None
-            cur.execute(
-                "SELECT part_path, filename, content_type, disposition, size_bytes, sha256,"
-                " object_key, notes FROM inbound_attachment WHERE inbound_message_id = %s"
-                ' ORDER BY part_path COLLATE "C"',
-                (message_id,),
-            )
+            cur.execute(_ATTACHMENTS, (message_id,))
             row["attachments"] = list(cur.fetchall())
             return dict(row)
 

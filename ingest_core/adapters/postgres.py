@@ -99,17 +99,39 @@ RETURNING {_MESSAGE_SELECT}
 """
 
 # The attachment takes org_id from its message row, so the two cannot disagree.
-_INSERT_ATTACHMENT = """
+# A part path seen before keeps its row (and id); everything else is replaced.
+_UPSERT_ATTACHMENT = """
 INSERT INTO inbound_attachment (
     inbound_message_id, org_id, part_path, filename, content_type, disposition,
-    size_bytes, sha256, object_key, notes
+    size_bytes, sha256, object_key, notes, detected_content_type
 )
-SELECT id, org_id, %s, %s, %s, %s, %s, %s, %s, %s FROM inbound_message WHERE id = %s
-ON CONFLICT (inbound_message_id, part_path) DO NOTHING
+SELECT id, org_id, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM inbound_message WHERE id = %s
+ON CONFLICT (inbound_message_id, part_path) DO UPDATE SET
+    org_id = EXCLUDED.org_id,
+    filename = EXCLUDED.filename,
+    content_type = EXCLUDED.content_type,
+    disposition = EXCLUDED.disposition,
+    size_bytes = EXCLUDED.size_bytes,
+    sha256 = EXCLUDED.sha256,
+    object_key = EXCLUDED.object_key,
+    notes = EXCLUDED.notes,
+    detected_content_type = EXCLUDED.detected_content_type
+"""
+
+_DELETE_OTHER_ATTACHMENTS = """
+DELETE FROM inbound_attachment
+WHERE inbound_message_id = %s AND part_path <> ALL (%s::text[])
+"""
+
+_MARK_PROCESSED = """
+UPDATE inbound_message
+SET status = 'PROCESSED', processed_at = now(), parser_version = %s, last_error = NULL
+WHERE id = %s
 """
 
 _ATTACHMENT_SELECT = """
-SELECT part_path, content_type, disposition, filename, size_bytes, sha256, object_key, notes
+SELECT part_path, content_type, disposition, filename, size_bytes, sha256, object_key, notes,
+       detected_content_type
 FROM inbound_attachment
 WHERE inbound_message_id = %s AND org_id = %s
 ORDER BY part_path COLLATE "C"
@@ -186,18 +208,23 @@ class PostgresMessageRepository:
     def finish(
         self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
     ) -> None:
-        """Attachments and the PROCESSED mark commit together; running it again
-        adds nothing (the part path is unique per message)."""
+        """Make ``attachments`` the message's whole manifest and mark it PROCESSED,
+        in one transaction (the pool commits when the block ends).
+
+        A re-extraction (``ingest replay``, a newer parser) updates the rows of
+        part paths it produces again, keeping their ids, and deletes the rows of
+        parts it no longer produces. The message row is updated first: its row
+        lock makes a concurrent finish of the same message wait for this one to
+        commit, so the later manifest wins whole rather than merged.
+        """
         rows = [_attachment_params(message_id, a) for a in attachments]
+        part_paths = [a.part_path for a in attachments]
         with database_errors("finish message"), self._pool.connection() as conn:
+            conn.execute(_MARK_PROCESSED, (parser_version, message_id))
             if rows:
                 with conn.cursor() as cursor:
-                    cursor.executemany(_INSERT_ATTACHMENT, rows)
-            conn.execute(
-                "UPDATE inbound_message SET status = 'PROCESSED', processed_at = now(),"
-                " parser_version = %s, last_error = NULL WHERE id = %s",
-                (parser_version, message_id),
-            )
+                    cursor.executemany(_UPSERT_ATTACHMENT, rows)
+            conn.execute(_DELETE_OTHER_ATTACHMENTS, (message_id, part_paths))
 
     def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
         status = MessageStatus.FAILED if final else MessageStatus.RECEIVED
@@ -301,6 +328,7 @@ def _attachment_params(message_id: uuid.UUID, attachment: Attachment) -> tuple[A
         attachment.sha256,
         attachment.object_key,
         [clean_text(note) for note in attachment.notes],
+        clean_text(attachment.detected_type),
         message_id,
     )
 
@@ -343,7 +371,7 @@ def _stored(row: tuple[Any, ...]) -> StoredMessage:
 
 
 def _attachment(row: tuple[Any, ...]) -> Attachment:
-    part_path, content_type, disposition, filename, size, sha256, object_key, notes = row
+    part_path, content_type, disposition, filename, size, sha256, object_key, notes, detected = row
     return Attachment(
         part_path=part_path,
         content_type=content_type,
@@ -353,4 +381,5 @@ def _attachment(row: tuple[Any, ...]) -> Attachment:
         sha256=sha256,
         object_key=object_key,
         notes=tuple(notes),
+        detected_type=detected,
     )

@@ -192,6 +192,38 @@ def test_every_column_is_exported_with_sqlite_friendly_values(pg_pool, tenants, 
         assert set(map(tuple, types)) == {("integer", "text")}
 
 
+def test_every_attachment_column_is_exported(pg_pool, tenants, tmp_path) -> None:
+    """``a.*``: the detected content type (migration 0003) comes along."""
+    message = add_message(pg_pool, tenants["acme"])
+    sniffed = add_attachment(pg_pool, message, "2")
+    add_attachment(pg_pool, message, "3")
+    with pg_pool.connection() as conn:
+        conn.execute(
+            "UPDATE inbound_attachment SET content_type = 'application/octet-stream',"
+            " detected_content_type = 'application/pdf' WHERE id = %s",
+            (sniffed,),
+        )
+        pg_columns = [
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'inbound_attachment' ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+
+    out = export_tenant(pg_pool, org_slug="acme", since=None, out=tmp_path / "o.db").path
+
+    assert "detected_content_type" in pg_columns
+    with sqlite3.connect(out) as db:
+        names = [row[1] for row in db.execute("PRAGMA table_info(attachments)")]
+    assert names == pg_columns
+    types = "SELECT part_path, content_type, detected_content_type FROM attachments"
+    assert read(out, types + " ORDER BY part_path") == [
+        ("2", "application/octet-stream", "application/pdf"),
+        ("3", "application/pdf", None),
+    ]
+
+
 def test_export_info_describes_the_file(pg_pool, tenants, tmp_path) -> None:
     message = add_message(pg_pool, tenants["acme"])
     add_attachment(pg_pool, message)
@@ -230,7 +262,9 @@ def test_a_tenant_without_messages_gives_empty_tables(pg_pool, tenants, tmp_path
     assert (summary.messages, summary.attachments) == (0, 0)
     db = Database(summary.path)
     assert {"id", "auth_dkim", "received_at"} <= set(db.table("messages").columns_dict)
-    assert {"id", "inbound_message_id", "notes"} <= set(db.table("attachments").columns_dict)
+    assert {"id", "inbound_message_id", "notes", "detected_content_type"} <= set(
+        db.table("attachments").columns_dict
+    )
     assert db.table("messages").count == 0
     db.close()
 

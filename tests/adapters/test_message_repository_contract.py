@@ -218,6 +218,12 @@ def test_expired_lease_can_be_claimed_again(harness: Harness) -> None:
     assert second.claimed_at > first.claimed_at
 
 
+def _claimed(harness: Harness, org: uuid.UUID, **kw) -> uuid.UUID:
+    recorded = harness.repo.record_received(message(org, **kw))
+    assert harness.repo.claim(recorded.id, LONG_LEASE) is not None
+    return recorded.id
+
+
 def test_finish_records_attachments_once_and_marks_processed(harness: Harness) -> None:
     org = harness.new_tenant()
     recorded = harness.repo.record_received(message(org))
@@ -227,10 +233,8 @@ def test_finish_records_attachments_once_and_marks_processed(harness: Harness) -
 
     first = [attachment("2"), attachment("10", notes=("filename repaired",)), attachment("1.1")]
     harness.repo.finish(recorded.id, first, "parser-1")
-    # A second run (e.g. after a lost acknowledgement) adds the new part only.
-    harness.repo.finish(
-        recorded.id, [attachment("2", name="changed.pdf"), attachment("3")], "parser-1"
-    )
+    # A second run (e.g. after a lost acknowledgement) changes nothing.
+    harness.repo.finish(recorded.id, first, "parser-1")
 
     stored = harness.repo.get(org, recorded.id)
     assert stored is not None
@@ -240,11 +244,88 @@ def test_finish_records_attachments_once_and_marks_processed(harness: Harness) -
     assert stored.last_error is None
     assert stored.attempts == 2
     listed = harness.repo.list_attachments(org, recorded.id)
-    assert [a.part_path for a in listed] == sorted(["2", "10", "1.1", "3"])
+    assert [a.part_path for a in listed] == sorted(["2", "10", "1.1"])
     by_path = {a.part_path: a for a in listed}
     assert by_path["2"] == first[0]
     assert by_path["10"] == first[1]
-    assert by_path["3"] == attachment("3")
+    assert by_path["1.1"] == first[2]
+
+
+def test_finish_again_replaces_the_manifest(harness: Harness) -> None:
+    """A re-extraction (replay with a newer parser) leaves exactly its own
+    manifest: changed parts updated, vanished parts gone, new parts added."""
+    org = harness.new_tenant()
+    message_id = _claimed(harness, org)
+    harness.repo.finish(
+        message_id,
+        [
+            attachment("2", name="scan.bin", content_type="application/octet-stream"),
+            attachment("3", name="lines.csv", content_type="text/csv"),
+            attachment("4", name="gone.txt", content_type="text/plain"),
+        ],
+        "parser-1",
+    )
+    assert harness.repo.reset_for_replay(message_id)
+    assert harness.repo.claim(message_id, LONG_LEASE) is not None
+
+    second = [
+        attachment(
+            "2",
+            name="po-4711.pdf",
+            content_type="application/pdf",
+            detected_type="application/pdf",
+            sha256="cd" * 32,
+            size_bytes=1234,
+            object_key="att/other",
+            disposition="inline",
+            notes=("filename repaired",),
+        ),
+        attachment("3", name="lines.csv", content_type="text/csv"),
+        attachment("5", name="new.xml", content_type="application/xml", disposition=None),
+    ]
+    harness.repo.finish(message_id, second, "parser-2")
+
+    assert harness.repo.list_attachments(org, message_id) == sorted(
+        second, key=lambda a: a.part_path
+    )
+    stored = harness.repo.get(org, message_id)
+    assert stored is not None
+    assert (stored.status, stored.parser_version) == (MessageStatus.PROCESSED, "parser-2")
+
+
+def test_finish_without_attachments_clears_the_manifest(harness: Harness) -> None:
+    org = harness.new_tenant()
+    message_id = _claimed(harness, org)
+    harness.repo.finish(message_id, [attachment("2"), attachment("3")], "parser-1")
+    harness.repo.finish(message_id, [], "parser-2")
+    assert harness.repo.list_attachments(org, message_id) == []
+
+
+def test_finish_replaces_only_that_messages_manifest(harness: Harness) -> None:
+    org = harness.new_tenant()
+    one = _claimed(harness, org, smid="one@example.com")
+    two = _claimed(harness, org, smid="two@example.com")
+    harness.repo.finish(one, [attachment("2")], "parser-1")
+    harness.repo.finish(two, [attachment("2"), attachment("3")], "parser-1")
+    harness.repo.finish(one, [attachment("4")], "parser-2")
+    assert [a.part_path for a in harness.repo.list_attachments(org, one)] == ["4"]
+    assert [a.part_path for a in harness.repo.list_attachments(org, two)] == ["2", "3"]
+
+
+def test_detected_type_round_trips(harness: Harness) -> None:
+    org = harness.new_tenant()
+    message_id = _claimed(harness, org)
+    sent = [
+        attachment("2", content_type="application/octet-stream", detected_type="application/pdf"),
+        attachment("3", content_type="text/plain"),
+    ]
+    harness.repo.finish(message_id, sent, "parser-1")
+    listed = harness.repo.list_attachments(org, message_id)
+    assert [(a.content_type, a.detected_type) for a in listed] == [
+        ("application/octet-stream", "application/pdf"),
+        ("text/plain", None),
+    ]
+    assert listed == sent
 
 
 def test_fail_retries_then_fails_for_good(harness: Harness) -> None:

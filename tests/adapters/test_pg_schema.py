@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -13,7 +15,8 @@ import pytest
 
 from ingest_core.adapters.pg_migrate import applied_migrations, available_migrations, migrate
 from ingest_core.adapters.postgres import PostgresMessageRepository, TenantAdmin
-from ingest_core.model import NewMessage, RecordKind
+from ingest_core.errors import StoreUnavailable
+from ingest_core.model import Attachment, MessageStatus, NewMessage, RecordKind
 
 
 def test_durability_settings_are_on(pg_url: str) -> None:
@@ -117,6 +120,129 @@ def test_record_received_is_one_statement_when_new(pg_pool) -> None:
             "SELECT count(*), min(source), min(status), min(attempts) FROM inbound_message"
         ).fetchone()
     assert row == (1, "EMAIL", "RECEIVED", 0)
+
+
+def test_attachments_have_a_nullable_detected_content_type(pg_pool) -> None:
+    with pg_pool.connection() as conn:
+        row = conn.execute(
+            "SELECT data_type, is_nullable, column_default FROM information_schema.columns"
+            " WHERE table_name = 'inbound_attachment' AND column_name = 'detected_content_type'"
+        ).fetchone()
+    assert row == ("text", "YES", None)
+
+
+def test_finish_again_keeps_the_id_of_a_surviving_part(pg_pool) -> None:
+    repo, org_id, message_id = _claimed(pg_pool)
+    repo.finish(message_id, [_attachment("2"), _attachment("3")], "parser-1")
+    before = _attachment_rows(pg_pool, message_id)
+
+    changed = _attachment("2", filename="renamed.pdf", sha256="d" * 64, detected_type="x/y")
+    repo.finish(message_id, [changed, _attachment("4")], "parser-2")
+
+    after = _attachment_rows(pg_pool, message_id)
+    assert sorted(after) == ["2", "4"]
+    assert after["2"][0] == before["2"][0]
+    assert after["2"][1:] == ("renamed.pdf", "d" * 64, "x/y", org_id)
+    assert after["4"][0] not in {row[0] for row in before.values()}
+
+
+def test_a_failed_finish_changes_nothing(pg_pool) -> None:
+    """Upsert, delete and the PROCESSED mark are one transaction."""
+    repo, org_id, message_id = _claimed(pg_pool)
+    repo.finish(message_id, [_attachment("2"), _attachment("3")], "parser-1")
+    before = _attachment_rows(pg_pool, message_id)
+
+    refused = _attachment("5", size_bytes=-1)  # the CHECK fails after "2" was upserted
+    with pytest.raises(StoreUnavailable):
+        repo.finish(message_id, [_attachment("2", filename="new.pdf"), refused], "parser-2")
+
+    assert _attachment_rows(pg_pool, message_id) == before
+    stored = repo.get(org_id, message_id)
+    assert stored is not None
+    assert stored.parser_version == "parser-1"
+
+
+def test_a_concurrent_finish_waits_and_then_replaces_the_whole_manifest(pg_pool) -> None:
+    """A finish that commits while another is under way does not leave rows
+    behind that the later manifest lacks: the later one waits on the message row,
+    then sees (and removes) the earlier one's parts."""
+    repo, org_id, message_id = _claimed(pg_pool)
+    errors: list[BaseException] = []
+
+    def later_finish() -> None:
+        try:
+            repo.finish(message_id, [_attachment("2")], "parser-2")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with pg_pool.connection() as earlier:
+        # What an earlier finish holds: the row lock of a plain UPDATE (weaker than
+        # FOR UPDATE: it does not block the foreign-key check of an insert).
+        earlier.execute(
+            "UPDATE inbound_message SET parser_version = 'parser-1' WHERE id = %s", (message_id,)
+        )
+        earlier.execute(
+            "INSERT INTO inbound_attachment (inbound_message_id, org_id, part_path, content_type,"
+            " size_bytes, sha256, object_key) VALUES (%s, %s, '9', 'text/plain', 1, 'x', 'k')",
+            (message_id, org_id),
+        )
+        thread = threading.Thread(target=later_finish)
+        thread.start()
+        _wait_for_a_lock_wait(pg_pool)
+    thread.join(timeout=30)
+
+    assert errors == []
+    assert sorted(_attachment_rows(pg_pool, message_id)) == ["2"]
+    stored = repo.get(org_id, message_id)
+    assert stored is not None
+    assert (stored.status, stored.parser_version) == (MessageStatus.PROCESSED, "parser-2")
+
+
+def _claimed(pool) -> tuple[PostgresMessageRepository, uuid.UUID, uuid.UUID]:
+    org = TenantAdmin(pool).add(f"t-{uuid.uuid4().hex[:12]}", "Tenant")
+    repo = PostgresMessageRepository(pool)
+    message_id = repo.record_received(_message(org.id)).id
+    assert repo.claim(message_id, 3600.0) is not None
+    return repo, org.id, message_id
+
+
+def _attachment(part_path: str, **changes: object) -> Attachment:
+    fields: dict[str, object] = {
+        "part_path": part_path,
+        "content_type": "application/pdf",
+        "disposition": "attachment",
+        "filename": "po.pdf",
+        "size_bytes": 99,
+        "sha256": "c" * 64,
+        "object_key": f"att/{part_path}",
+    }
+    fields.update(changes)
+    return Attachment(**fields)  # type: ignore[arg-type]
+
+
+def _attachment_rows(pool, message_id: uuid.UUID) -> dict[str, tuple[object, ...]]:
+    """part_path -> (id, filename, sha256, detected_content_type, org_id)."""
+    with pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT part_path, id, filename, sha256, detected_content_type, org_id"
+            " FROM inbound_attachment WHERE inbound_message_id = %s",
+            (message_id,),
+        ).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def _wait_for_a_lock_wait(pool, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with pool.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+        if row and row[0] > 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the second finish never waited on the message row")
 
 
 def _message(org_id: uuid.UUID, **changes: object) -> NewMessage:

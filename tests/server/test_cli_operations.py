@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ingest_core.bootstrap import open_app
-from ingest_core.model import AuthVerdict, MessageStatus
+from ingest_core.model import Attachment, AuthVerdict, MessageStatus
 from ingest_core.ports import Envelope
 from ingest_core.settings import Settings
 from ingest_core.spool import Spool
@@ -124,6 +124,54 @@ def test_show_by_id_or_message_id(env, capsys):
     code, _, err = run(capsys, "messages", "show", "nothing@nowhere")
     assert code == 1
     assert "no message" in err
+
+
+def test_show_gives_the_declared_and_the_detected_type(env, capsys):
+    with open_app(env) as app:
+        app.admin.add("acme", "Acme")
+        message_id = _deliver(app, "acme", _raw("po-8@big.example"))
+        assert app.repository.claim(message_id, 3600.0) is not None
+        app.repository.finish(
+            message_id,
+            [
+                _attachment("2", "application/octet-stream", "application/pdf"),
+                _attachment("3", "text/csv", "text/csv"),
+                _attachment("4", "text/plain", None),
+            ],
+            "parser-1",
+        )
+    code, out, _ = run(capsys, "messages", "show", str(message_id))
+    assert code == 0
+    assert "Attachments (3)" in out
+    lines = out.splitlines()
+    assert any(
+        line.startswith("  2 ") and "application/octet-stream (detected application/pdf)" in line
+        for line in lines
+    )
+    assert any(line.startswith("  3 ") and "text/csv " in line for line in lines)
+    assert "detected text/csv" not in out  # the same as declared: said once
+    assert not any(line.startswith("  4 ") and "detected" in line for line in lines)
+
+    code, out, _ = run(capsys, "messages", "show", str(message_id), "--json")
+    attachments = json.loads(out)["attachments"]
+    assert [(a["part_path"], a["content_type"], a["detected_type"]) for a in attachments] == [
+        ("2", "application/octet-stream", "application/pdf"),
+        ("3", "text/csv", "text/csv"),
+        ("4", "text/plain", None),
+    ]
+
+
+def _attachment(part_path: str, declared: str, detected: str | None) -> Attachment:
+    return Attachment(
+        part_path=part_path,
+        content_type=declared,
+        disposition="attachment",
+        filename=f"file-{part_path}",
+        size_bytes=10,
+        sha256="e" * 64,
+        object_key=f"attachments/x/{part_path}",
+        detected_type=detected,
+    )
 
 
 def test_release_sends_a_quarantined_message_on(env, capsys):

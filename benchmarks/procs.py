@@ -149,7 +149,24 @@ def start_baseline(env: dict[str, str], log_dir: Path, tag: str) -> ServerProces
     )
 
 
-SERVERS = {"ours": start_ours, "baseline": start_baseline}
+def start_seed(env: dict[str, str], log_dir: Path, tag: str) -> ServerProcess:
+    """The seed design (benchmarks/seed_design.py) on the same database, with its
+    own object folder and no queue."""
+    port = free_port()
+    objects = Path(env["INGEST_DATA_DIR"]) / "seed-objects"
+    return ServerProcess(
+        "seed",
+        [sys.executable, "-m", "benchmarks.seed_design", "--port", str(port),
+         "--objects", str(objects)],
+        env,
+        log_dir / f"seed-{tag}.log",
+        port,
+    )  # fmt: skip
+
+
+SERVERS = {"ours": start_ours, "baseline": start_baseline, "seed": start_seed}
+# Servers that enqueue nothing: the end-to-end phase (accept → PROCESSED) skips them.
+WITHOUT_QUEUE = frozenset({"seed"})
 
 
 def start_profiler(pid: int, duration_s: float, output: Path) -> subprocess.Popen[bytes] | None:

@@ -1,4 +1,5 @@
-"""The markdown table (ours vs baseline, ratio, targets) and the JSON record."""
+"""The markdown table (ours vs the aiosmtpd baseline and vs the seed design,
+ratios, targets) and the JSON record."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Row:
     label: str
     ours: float | None
     baseline: float | None
+    seed: float | None
     target: str = ""
     check: Callable[[float], bool] | None = None
     digits: int = 1
@@ -49,14 +51,15 @@ def error_count(server: Result | None) -> float | None:
 
 
 def rows(results: Result) -> list[Row]:
-    ours, base = results.get("ours"), results.get("baseline")
+    ours, base, seed = results.get("ours"), results.get("baseline"), results.get("seed")
     ceiling = dig(results, "ceiling", "messages_per_s")
     ours_rate = dig(ours, "small", "messages_per_s")
     base_rate = dig(base, "small", "messages_per_s")
+    seed_rate = dig(seed, "small", "messages_per_s")
     conns = results["parameters"]["connections"]
 
-    def both(*path: str) -> tuple[float | None, float | None]:
-        return dig(ours, *path), dig(base, *path)
+    def each(*path: str) -> tuple[float | None, float | None, float | None]:
+        return dig(ours, *path), dig(base, *path), dig(seed, *path)
 
     def twice_baseline(value: float) -> bool:
         return base_rate is not None and value >= 2 * base_rate
@@ -65,34 +68,35 @@ def rows(results: Result) -> list[Row]:
         return ceiling is not None and value >= 0.8 * ceiling
 
     table = [
-        Row(f"small: accepted msg/s ({conns} conns)", ours_rate, base_rate, "≥ 2 x baseline",
-            twice_baseline),
+        Row(f"small: accepted msg/s ({conns} conns)", ours_rate, base_rate, seed_rate,
+            "≥ 2 x baseline", twice_baseline),
         Row(f"small: share of storage ceiling ({ceiling or '-'} msg/s)",
-            _share(ours_rate, ceiling), _share(base_rate, ceiling), "≥ 80 %", lambda v: v >= 80),
-        Row("small: server CPU per message (ms)", *both("small", "server_cpu_ms_per_msg"),
+            _share(ours_rate, ceiling), _share(base_rate, ceiling), _share(seed_rate, ceiling),
+            "≥ 80 %", lambda v: v >= 80),
+        Row("small: server CPU per message (ms)", *each("small", "server_cpu_ms_per_msg"),
             digits=2),
-        Row("small: accept latency p50 (ms)", *both("small", "accept_latency", "p50_ms")),
-        Row("small: accept latency p95 (ms)", *both("small", "accept_latency", "p95_ms"),
+        Row("small: accept latency p50 (ms)", *each("small", "accept_latency", "p50_ms")),
+        Row("small: accept latency p95 (ms)", *each("small", "accept_latency", "p95_ms"),
             "< 100 ms", lambda v: v < 100),
-        Row("small: accept latency p99 (ms)", *both("small", "accept_latency", "p99_ms")),
+        Row("small: accept latency p99 (ms)", *each("small", "accept_latency", "p99_ms")),
         Row("small, pipelined as Postfix sends: msg/s (ours only)",
-            *both("pipelined", "messages_per_s")),
+            *each("pipelined", "messages_per_s")),
         Row("small, pipelined: accept latency p95 (ms)",
-            *both("pipelined", "accept_latency", "p95_ms")),
-        Row("mixed: accepted msg/s", *both("mixed", "messages_per_s")),
-        Row("mixed: MB/s received", *both("mixed", "mb_per_s"), digits=2),
-        Row("mixed: small p95 (ms)", *both("mixed", "accept_latency_by_kind", "small", "p95_ms")),
+            *each("pipelined", "accept_latency", "p95_ms")),
+        Row("mixed: accepted msg/s", *each("mixed", "messages_per_s")),
+        Row("mixed: MB/s received", *each("mixed", "mb_per_s"), digits=2),
+        Row("mixed: small p95 (ms)", *each("mixed", "accept_latency_by_kind", "small", "p95_ms")),
         Row("mixed: 200 KB PDF p95 (ms)",
-            *both("mixed", "accept_latency_by_kind", "pdf", "p95_ms")),
-        Row("accept → PROCESSED p50 (ms)", *both("e2e", "processed_latency", "p50_ms")),
-        Row("accept → PROCESSED p95 (ms)", *both("e2e", "processed_latency", "p95_ms"),
+            *each("mixed", "accept_latency_by_kind", "pdf", "p95_ms")),
+        Row("accept → PROCESSED p50 (ms)", *each("e2e", "processed_latency", "p50_ms")),
+        Row("accept → PROCESSED p95 (ms)", *each("e2e", "processed_latency", "p95_ms"),
             "< 1000 ms", lambda v: v < 1000),
-        Row("RSS idle (MB)", *both("rss", "idle_mb")),
-        Row("RSS peak receiving the large message (MB)", *both("rss", "peak_mb")),
-        Row("RSS growth (MB)", *both("rss", "growth_mb"), "< 30 MB", lambda v: v < 30),
-        Row("large message accept latency (ms)", *both("rss", "accept_ms"), digits=0),
-        Row("errors + non-250 replies (all phases)", error_count(ours), error_count(base), "0",
-            lambda v: v == 0, digits=0),
+        Row("RSS idle (MB)", *each("rss", "idle_mb")),
+        Row("RSS peak receiving the large message (MB)", *each("rss", "peak_mb")),
+        Row("RSS growth (MB)", *each("rss", "growth_mb"), "< 30 MB", lambda v: v < 30),
+        Row("large message accept latency (ms)", *each("rss", "accept_ms"), digits=0),
+        Row("errors + non-250 replies (all phases)", error_count(ours), error_count(base),
+            error_count(seed), "0", lambda v: v == 0, digits=0),
     ]  # fmt: skip
     return table
 
@@ -107,21 +111,49 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def ratio(ours: float | None, other: float | None) -> float | None:
+    """``ours / other``, None when either is missing or ``other`` is zero."""
+    return ours / other if ours is not None and other else None
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def markdown(results: Result) -> str:
     lines = [
-        "| metric | ours | baseline | ours/baseline | target | ours vs target |",
-        "|---|---:|---:|---:|---|---|",
+        "| metric | ours | baseline | ours/baseline | seed | ours/seed | target | ours vs target |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows(results):
-        ratio = f"{row.ours / row.baseline:.2f}x" if row.ours is not None and row.baseline else "-"
         verdict = ""
         if row.check is not None:
             verdict = "-" if row.ours is None else ("pass" if row.check(row.ours) else "MISS")
         lines.append(
             f"| {row.label} | {_fmt(row.ours, row.digits)} | {_fmt(row.baseline, row.digits)}"
-            f" | {ratio} | {row.target} | {verdict} |"
+            f" | {_times(ratio(row.ours, row.baseline))} | {_fmt(row.seed, row.digits)}"
+            f" | {_times(ratio(row.ours, row.seed))} | {row.target} | {verdict} |"
         )
     return "\n".join(lines)
+
+
+def comparison(results: Result) -> list[dict[str, Any]]:
+    """The table's rows for the JSON record: each figure and both ratios."""
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    return [
+        {
+            "metric": row.label,
+            "ours": rounded(row.ours),
+            "baseline": rounded(row.baseline),
+            "seed": rounded(row.seed),
+            "ours/baseline": rounded(ratio(row.ours, row.baseline)),
+            "ours/seed": rounded(ratio(row.ours, row.seed)),
+        }
+        for row in rows(results)
+    ]
 
 
 def verdicts(results: Result) -> dict[str, str]:
@@ -144,6 +176,11 @@ def write_json(results: Result, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"bench-{stamp}.json"
-    record = {**results, "machine": machine(), "targets": verdicts(results)}
+    record = {
+        **results,
+        "machine": machine(),
+        "targets": verdicts(results),
+        "comparison": comparison(results),
+    }
     path.write_text(json.dumps(record, indent=1, default=str) + "\n")
     return path

@@ -1,6 +1,6 @@
-"""`just bench`: our trio LMTP server against the aiosmtpd baseline, in one run,
-on one embedded Postgres, one object folder and huey SQLite queues, plus the
-storage ceiling without any protocol.
+"""`just bench`: our trio LMTP server against the aiosmtpd baseline (aiosmtpd over
+our core) and the seed design (the plan's standalone aiosmtpd server), in one
+run, on one embedded Postgres, plus the storage ceiling without any protocol.
 
 Phases per server (each server is its own process; see docs/benchmarks.md):
   rss     fresh process, a few warm-up messages, then one large message:
@@ -8,6 +8,7 @@ Phases per server (each server is its own process; see docs/benchmarks.md):
   small   N connections, small orders, closed loop: msg/s and accept latency
   mixed   N connections, small orders and 200 KB PDF attachments
   e2e     a paced load with `ingest worker` running: accept → PROCESSED
+          (not for the seed design, which enqueues nothing)
 Then the ceiling: InboundService.accept from 100 threads on pre-built spools.
 
     python -m benchmarks.run                    # about a minute
@@ -37,6 +38,7 @@ from benchmarks.messages import parse_mix, templates
 from benchmarks.procs import (
     REPO,
     SERVERS,
+    WITHOUT_QUEUE,
     BenchError,
     Managed,
     ServerProcess,
@@ -78,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--workers", type=int, default=2, help="worker threads of `ingest worker`")
     add("--ceiling-count", type=int, default=3000, help="messages for the ceiling; 0 skips")
     add("--ceiling-threads", type=int, default=100)
-    add("--servers", default="ours,baseline", help="which servers, comma-separated")
+    add("--servers", default="ours,baseline,seed", help="which servers, comma-separated")
     add("--results", type=Path, default=RESULTS, help="folder for the JSON and the logs")
     add("--keep", action="store_true", help="keep the data folder (Postgres, objects)")
     add(
@@ -305,10 +307,11 @@ def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any
         for name in servers:
             print(f"{name}: rss, small and mixed phases", file=sys.stderr)
             results[name] = harness.phases(name)
-        if args.e2e_duration > 0:
+        queued = [name for name in servers if name not in WITHOUT_QUEUE]
+        if args.e2e_duration > 0 and queued:
             worker: Managed = start_worker(harness.env_for("e2e"), logs, args.workers)
             try:
-                for name in servers:
+                for name in queued:
                     print(f"{name}: end-to-end phase", file=sys.stderr)
                     results[name]["e2e"] = harness.e2e(name)
             finally:

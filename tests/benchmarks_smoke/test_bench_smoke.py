@@ -3,18 +3,22 @@ count correctly. No assertion here is about speed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import smtplib
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import trio
 
 from benchmarks import report
 from benchmarks.loadgen import Workload, run_load
 from benchmarks.messages import MixPicker, parse_mix, templates
+from benchmarks.procs import start_seed
 from benchmarks.stats import percentile, summarise
 from ingest_core.adapters.memory import (
     MemoryBlobStore,
@@ -65,13 +69,19 @@ def test_report_marks_targets() -> None:
         "parameters": {"connections": 100},
         "ours": {"small": {"messages_per_s": 500.0, "accept_latency": {"p95_ms": 150.0}}},
         "baseline": {"small": {"messages_per_s": 200.0}},
+        "seed": {"small": {"messages_per_s": 400.0, "accept_latency": {"p95_ms": 100.0}}},
         "ceiling": {"messages_per_s": 1000.0},
     }
     verdicts = report.verdicts(results)
     assert verdicts["small: accepted msg/s (100 conns)"] == "pass"
     assert verdicts["small: accept latency p95 (ms)"] == "miss"
     assert verdicts["small: share of storage ceiling (1000.0 msg/s)"] == "miss"
-    assert "| 2.50x |" in report.markdown(results)
+    table = report.markdown(results)
+    assert "| 500.0 | 200.0 | 2.50x | 400.0 | 1.25x |" in table
+    assert "| 150.0 | - | - | 100.0 | 1.50x |" in table
+    [rate] = [r for r in report.comparison(results) if r["metric"].startswith("small: accepted")]
+    assert rate["ours/seed"] == 1.25
+    assert rate["ours/baseline"] == 2.5
 
 
 def _memory_service() -> tuple[InboundService, MemoryMessageRepository]:
@@ -115,7 +125,7 @@ async def test_load_generator_counts_accepted_and_refused(nursery: trio.Nursery)
 
 
 def test_harness_runs_end_to_end(tmp_path: Path) -> None:
-    """Both servers, the worker and the ceiling, a handful of messages each."""
+    """All three servers, the worker and the ceiling, a handful of messages each."""
     argv = [
         sys.executable, "-m", "benchmarks.run", "-c", "3", "-n", "8", "--large-mb", "1",
         "--e2e-rate", "5", "--e2e-duration", "1", "--ceiling-count", "20",
@@ -124,18 +134,84 @@ def test_harness_runs_end_to_end(tmp_path: Path) -> None:
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=110, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| small: accepted msg/s (3 conns) |" in done.stdout
+    assert "| ours/seed |" in done.stdout
     [json_path] = tmp_path.glob("bench-*.json")
     results = json.loads(json_path.read_text())
-    for name in ("ours", "baseline"):
+    for name in ("ours", "baseline", "seed"):
         server = results[name]
         assert server["small"]["accepted"] == 8
+        assert server["small"]["server_cpu_ms_per_msg"] > 0
         assert server["mixed"]["accepted"] == 8
         assert report.error_count(server) == 0
         assert server["rss"]["peak_mb"] >= server["rss"]["idle_mb"] > 0
-        assert server["e2e"]["messages"] == 5
-        assert server["e2e"]["not_processed"] == 0
-        assert server["e2e"]["processed_latency"]["count"] == 5
+    for name in ("ours", "baseline"):
+        e2e = results[name]["e2e"]
+        assert e2e["messages"] == 5
+        assert e2e["not_processed"] == 0
+        assert e2e["processed_latency"]["count"] == 5
+    assert "e2e" not in results["seed"]  # no queue, nothing to process
+    [rate] = [r for r in results["comparison"] if r["metric"].startswith("small: accepted")]
+    assert rate["seed"] > 0
+    assert rate["ours/seed"] > 0
     assert results["ceiling"]["accepted"] == 20
+
+
+def test_seed_design_checks_tenants_stores_the_file_and_one_row(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The seed design server alone: tenant check, content-addressed file, a row
+    with a real uuid, ON CONFLICT DO NOTHING for a repeat."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO organization (slug, name) VALUES ('bench', 'Bench') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        org_id = row[0]
+        conn.execute(
+            "INSERT INTO organization (slug, name, status) VALUES ('off', 'Off', 'disabled')"
+        )
+    env = {"INGEST_DATA_DIR": str(tmp_path), "INGEST_DATABASE_URL": pg_url}
+    message = templates(kinds=("small",))["small"].build("seed-1@loadgen.localhost")
+    server = start_seed(env, tmp_path, "test")
+    try:
+        with smtplib.LMTP(*server.address) as client:
+            assert client.ehlo("test.localhost")[0] == 250
+            for refused in (
+                "orders+nobody@orders.localhost",
+                "orders+off@orders.localhost",
+                "orders+bench@elsewhere.example",
+                "sales+bench@orders.localhost",
+            ):
+                client.mail("buyer@customer.example")
+                assert client.rcpt(refused) == (550, b"5.1.1 No such mailbox")
+                client.rset()
+            replies = []
+            for _ in range(2):
+                client.mail("buyer@customer.example")
+                assert client.rcpt("orders+BENCH@orders.localhost")[0] == 250
+                assert client.rcpt("orders+bench@orders.localhost")[0] == 452
+                replies.append(client.data(message))
+    finally:
+        server.stop()
+    (code, text), (again, repeat) = replies
+    assert (code, again) == (250, 250)
+    status, row_id, word = text.decode().split()
+    assert (status, word) == ("2.0.0", "accepted")
+    assert b"duplicate" in repeat
+    digest = hashlib.sha256(message).hexdigest()
+    assert (tmp_path / "seed-objects" / f"{digest}.eml").read_bytes() == message
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT id, org_id, source_message_id, message_id_header, sha256, size_bytes,"
+            " raw_object_key, envelope_from, envelope_recipient, status FROM inbound_message"
+        ).fetchall()
+    assert rows == [
+        (
+            uuid.UUID(row_id), org_id, "seed-1@loadgen.localhost", "seed-1@loadgen.localhost",
+            digest, len(message), f"{digest}.eml", "buyer@customer.example",
+            "orders+BENCH@orders.localhost", "RECEIVED",
+        )
+    ]  # fmt: skip
 
 
 def test_sender_auth_benchmark_runs_and_reports_each_size() -> None:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ingest_core.sender_policy import PolicyDecision
     from ingest_core.settings import Settings
 
-PARSER_VERSION = "mime-1"
+PARSER_VERSION = "mime-2"
 COPY_CHUNK = 1 << 20
 RETRY_BASE_S = 30.0
 RETRY_CAP_S = 3600.0

@@ -50,8 +50,25 @@ from psycopg.conninfo import make_conninfo
 from ingest_core.adapters.pg_common import Pool, open_pool
 from ingest_core.adapters.pg_embedded import EmbeddedPostgres
 from ingest_core.adapters.pg_migrate import migrate
+from tests import hypothesis_profiles
 from tests.dnsstub import StubDns, running_stub
 from tests.procs import MotoServer, RedisServer, free_port, redis_binary
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the Hypothesis profile and fix this run's seed before Hypothesis reads it."""
+    from hypothesis import settings
+
+    settings.load_profile(hypothesis_profiles.profile_name())
+    if config.getoption("hypothesis_seed", None) is None:
+        config.option.hypothesis_seed = str(hypothesis_profiles.choose_seed())
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed", None)
+    return f"hypothesis seed: {seed} (replay with HYPOTHESIS_SEED={seed})"
+
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

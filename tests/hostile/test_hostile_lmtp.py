@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lmtpd.server import INTERNAL_ERROR, LmtpServer, ServerConfig
@@ -135,7 +135,6 @@ async def run_session(payload: bytes, chunk: int) -> tuple[bytes, MemoryCore]:
     return bytes(received), core
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(program=st.lists(COMMANDS, max_size=25), chunk=st.integers(1, 512))
 def test_generated_sessions_never_crash_and_store_only_what_they_acknowledge(
     program: list[bytes], chunk: int

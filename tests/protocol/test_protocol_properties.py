@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lmtpd import protocol as p
@@ -61,7 +61,6 @@ byte_streams = st.lists(
 ).map(b"".join)
 
 
-@settings(deadline=None, max_examples=300)
 @given(
     prefix=st.sampled_from(PREFIXES),
     data=st.binary(max_size=600),
@@ -78,7 +77,6 @@ def test_arbitrary_bytes_never_raise(
         assert t.events[-1] == p.ConnectionClosed()
 
 
-@settings(deadline=None, max_examples=300)
 @given(data=st.data(), stream=byte_streams, eof=st.booleans())
 def test_chunking_never_changes_events_or_replies(
     data: st.DataObject, stream: bytes, eof: bool
@@ -111,7 +109,6 @@ dot_heavy = st.lists(
 ).map(b"".join)
 
 
-@settings(deadline=None, max_examples=500)
 @given(data=st.data(), wire=dot_heavy)
 def test_data_decoding_matches_a_line_by_line_reference(data: st.DataObject, wire: bytes) -> None:
     wire += b"\r\n.\r\n"
@@ -206,7 +203,6 @@ def check_step(conn: p.LmtpConnection, view: ClientView, name: str) -> None:
         assert code >= 500
 
 
-@settings(deadline=None, max_examples=400)
 @given(st.lists(st.sampled_from(sorted(COMMANDS)), max_size=40))
 def test_no_positive_reply_for_an_invalid_sequence(names: list[str]) -> None:
     conn = connection(max_recipients=3)

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from ingest_core import addressing
 from ingest_core.errors import IngestError
 from ingest_core.service import ROLE_ADDRESS, STORAGE_UNAVAILABLE
-from lmtpd import _replies
+from lmtpd.protocol import _replies
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from ingest_core.ports import RecipientDecision, Reply
+    from lmtpd.protocol import Reply as ProtocolReply
+
+    # The core's replies to recipients and the protocol's own replies.
+    AnyReply = Reply | ProtocolReply
 
 log = logging.getLogger("ingest.metrics")
 _T = TypeVar("_T")
@@ -43,7 +47,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ACCEPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # The reason vocabulary: every reply the server or the core gives a recipient.
-_REASONS: dict[Reply, str] = {
+_REASONS: dict[AnyReply, str] = {
     addressing.UNKNOWN_DOMAIN: "wrong_domain",
     addressing.UNKNOWN_MAILBOX: "unknown_mailbox",
     addressing.DISABLED_TENANT: "tenant_disabled",
@@ -57,7 +61,7 @@ _REASONS: dict[Reply, str] = {
     _replies.BAD_RCPT_PARAM: "bad_address",
 }
 # Replies the protocol itself gives a RCPT command (the rest are the application's).
-_RCPT_PROTOCOL_REPLIES = frozenset(
+_RCPT_PROTOCOL_REPLIES: frozenset[ProtocolReply] = frozenset(
     {
         _replies.TOO_MANY_RECIPIENTS,
         _replies.BAD_RECIPIENT,
@@ -70,7 +74,7 @@ REASONS = frozenset(
 )
 
 
-def reason_for(reply: Reply) -> str:
+def reason_for(reply: AnyReply) -> str:
     """The fixed reason word for a recipient's reply."""
     if reply.positive:
         return "duplicate" if reply.text.endswith(" duplicate") else "ok"
@@ -82,7 +86,7 @@ def reason_for(reply: Reply) -> str:
     return "internal_error" if reply.enhanced == "4.3.0" else "other"
 
 
-def outcome_for(reply: Reply) -> str:
+def outcome_for(reply: AnyReply) -> str:
     if reply.positive:
         return "accepted"
     return "deferred" if reply.temporary else "rejected"
@@ -166,14 +170,14 @@ class ServeMetrics:
         reply = decision.reply
         self.milter_recipients.labels(outcome_for(reply), reason_for(reply), tenant).inc()
 
-    def protocol_refusal(self, reply: Reply) -> None:
+    def protocol_refusal(self, reply: ProtocolReply) -> None:
         """A reply the protocol gave on its own (malformed command, bad sequence,
         limit); a refused RCPT also counts as a recipient."""
         self.protocol_refusals.labels(str(reply.code), reply.enhanced).inc()
         if reply in _RCPT_PROTOCOL_REPLIES:
             self.recipient(reply)
 
-    def recipient(self, reply: Reply, tenant: str = "") -> None:
+    def recipient(self, reply: AnyReply, tenant: str = "") -> None:
         """``tenant``: the slug of an existing tenant, or empty."""
         self.recipients.labels(outcome_for(reply), reason_for(reply), tenant).inc()
 

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ingest_core.ports import Reply
 from lmtpd import protocol as p
+from lmtpd.protocol import Reply
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable

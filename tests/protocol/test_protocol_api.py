@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_core.ports import Reply
 from lmtpd import protocol as p
+from lmtpd.protocol import Reply
 from tests.protocol.driver import ENVELOPE, connection
 
 ACCEPTED = Reply(250, "2.0.0", "accepted")

@@ -9,11 +9,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ingest_core.ports import Reply
-from lmtpd import _replies as r
-from lmtpd._body import DotDecoder
-from lmtpd._commands import parse_bdat, parse_lhlo, parse_mail, parse_rcpt, parse_xforward
-from lmtpd._events import (
+from lmtpd.protocol import _replies as r
+from lmtpd.protocol._body import DotDecoder
+from lmtpd.protocol._commands import parse_bdat, parse_lhlo, parse_mail, parse_rcpt, parse_xforward
+from lmtpd.protocol._events import (
     DataAborted,
     DataStart,
     EndOfData,
@@ -25,6 +24,7 @@ from lmtpd._events import (
     TransactionReset,
     Xforward,
 )
+from lmtpd.protocol._reply import Reply, ReplyLike
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -297,9 +297,13 @@ class Dialogue:
             raise AssertionError("no transaction")
         return self._txn
 
-    def _reply(self, reply: Reply, *, from_app: bool = False) -> None:
+    def _answer(self, reply: ReplyLike) -> None:
+        """The application's reply: sent, never counted as the protocol's own refusal."""
         self._out += r.format_reply(reply)
-        if reply.code >= 400 and not from_app:
+
+    def _reply(self, reply: Reply) -> None:
+        self._out += r.format_reply(reply)
+        if reply.code >= 400:
             self._refusals.append(reply)
             if reply.code >= 500:
                 self._errors += 1

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from ingest_core.ports import Reply
-from lmtpd import _replies as r
+from lmtpd.protocol import _replies as r
+from lmtpd.protocol._reply import Reply
 
 XFORWARD_ATTRIBUTES: Final = frozenset({"NAME", "ADDR", "PROTO", "HELO", "SOURCE", "IDENT"})
 

@@ -29,9 +29,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final
 
-from lmtpd import _replies as r
-from lmtpd._dialogue import Decision, Dialogue, Phase
-from lmtpd._events import (
+from lmtpd.protocol import _replies as r
+from lmtpd.protocol._dialogue import Decision, Dialogue, Phase
+from lmtpd.protocol._events import (
     NEED_DATA,
     BodyChunk,
     ConnectionClosed,
@@ -48,11 +48,11 @@ from lmtpd._events import (
     TransactionReset,
     Xforward,
 )
+from lmtpd.protocol._reply import Reply, ReplyLike
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ingest_core.ports import Reply
 
 __all__ = [
     "NEED_DATA",
@@ -69,6 +69,8 @@ __all__ = [
     "NeedData",
     "Quit",
     "RcptTo",
+    "Reply",
+    "ReplyLike",
     "TransactionReset",
     "Xforward",
 ]
@@ -107,12 +109,12 @@ class LmtpConnection(Dialogue):
         self._greeted = True
         self._out += r.format_greeting(self._hostname)
 
-    def refuse(self, reply: Reply) -> None:
+    def refuse(self, reply: ReplyLike) -> None:
         """Queue a final 4xx/5xx reply and close. Ignored once closed."""
         if self._closed:
             return
         self._check(reply, "45")
-        self._reply(reply, from_app=True)
+        self._answer(reply)
         self._events.clear()
         self._close()
 
@@ -149,17 +151,17 @@ class LmtpConnection(Dialogue):
                 return ConnectionClosed()
         return self._events.popleft()
 
-    def answer_rcpt(self, reply: Reply) -> None:
+    def answer_rcpt(self, reply: ReplyLike) -> None:
         """Answer the pending :class:`RcptTo`; a 2xx reply adds the recipient."""
         if self._decision is not Decision.RCPT or self._txn is None:
             raise LocalProtocolError("no RCPT is waiting for an answer")
         self._check(reply, "245")
         self._decision = None
-        self._reply(reply, from_app=True)
-        if reply.positive:
+        self._answer(reply)
+        if 200 <= reply.code < 300:
             self._txn.recipients.append(self._rcpt_in_question)
 
-    def answer_data(self, replies: Sequence[Reply]) -> None:
+    def answer_data(self, replies: Sequence[ReplyLike]) -> None:
         """Answer the pending :class:`EndOfData`: one reply per recipient, in order."""
         if self._decision is not Decision.DATA or self._txn is None:
             raise LocalProtocolError("no end of data is waiting for an answer")
@@ -171,7 +173,7 @@ class LmtpConnection(Dialogue):
             self._check(reply, "245")
         self._decision = None
         for reply in replies:
-            self._reply(reply, from_app=True)
+            self._answer(reply)
         self._end_transaction()
 
     def data_to_send(self) -> bytes:
@@ -272,7 +274,7 @@ class LmtpConnection(Dialogue):
         return True
 
     @staticmethod
-    def _check(reply: Reply, classes: str) -> None:
+    def _check(reply: ReplyLike, classes: str) -> None:
         problem = r.reply_problem(reply, classes)
         if problem is not None:
             raise LocalProtocolError(problem)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from ingest_core.ports import Reply
+from lmtpd.protocol._reply import Reply, ReplyLike
 
 OK: Final = Reply(250, "2.0.0", "OK")
 SENDER_OK: Final = Reply(250, "2.1.0", "Sender OK")
@@ -61,7 +61,7 @@ CAPABILITIES: Final = (
 _ENHANCED = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 
 
-def format_reply(reply: Reply) -> bytes:
+def format_reply(reply: ReplyLike) -> bytes:
     """``"{code} {enhanced} {text}\\r\\n"``; without the enhanced part when it is empty."""
     if reply.enhanced:
         return f"{reply.code} {reply.enhanced} {reply.text}\r\n".encode("ascii")
@@ -84,7 +84,7 @@ def reply_problem(reply: object, classes: str) -> str | None:
 
     ``classes`` lists the allowed first digits of the code (e.g. ``"245"``).
     """
-    if not isinstance(reply, Reply):
+    if not isinstance(reply, ReplyLike):
         return "not a Reply"
     if type(reply.code) is not int or not 200 <= reply.code <= 599:
         return "reply code out of range"

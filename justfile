@@ -30,7 +30,7 @@ lint:
 
 # a sample order with a PDF attachment to the demo tenant (server must be running)
 send TO="orders+acme@orders.localhost":
-    {{venv}}/python -m lmtpd.sample --to "{{TO}}"
+    {{venv}}/python -m lmtpd.cli.sample --to "{{TO}}"
 
 # the huey consumer on its own (extraction worker)
 worker *ARGS:

@@ -17,6 +17,7 @@ from ingest_core.adapters.pg_operator import OperatorQueries
 from ingest_core.adapters.pg_senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres import PostgresMessageRepository
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
+from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
 from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin
 from ingest_core.errors import QueueUnavailable
 from ingest_core.extraction import sweep
@@ -25,6 +26,8 @@ from ingest_core.service import AcceptConfig, InboundService
 if TYPE_CHECKING:
     import uuid
     from collections.abc import Callable, Iterator
+    from datetime import datetime
+    from pathlib import Path
 
     from ingest_core.ports import (
         BlobStore,
@@ -140,6 +143,26 @@ class App:
     def verdict_counts(self) -> dict[tuple[str, str, str], int]:
         """Checked messages by (tenant slug, spf|dmarc, result). Raises StoreUnavailable."""
         return pg_health.verdict_counts(self.pool, self._probe_timeout_s)
+
+    def export(
+        self,
+        *,
+        org_slug: str,
+        since: datetime | None,
+        out: Path,
+        overwrite: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ExportSummary:
+        """One tenant's messages and manifests as a SQLite file (``ingest export``).
+        Raises UnknownTenant, StoreUnavailable or ExportError."""
+        return export_tenant(
+            self.pool,
+            org_slug=org_slug,
+            since=since,
+            out=out,
+            overwrite=overwrite,
+            progress=progress,
+        )
 
     def child_environment(self) -> dict[str, str]:
         """Environment for a worker child: the same database as this process."""

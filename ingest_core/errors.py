@@ -30,3 +30,15 @@ class ObjectNotFound(IngestError):
 
 class ConfigError(IngestError):
     """The environment does not describe a runnable configuration."""
+
+
+class TenantError(IngestError):
+    """An administration request that cannot be carried out as asked."""
+
+
+class UnknownTenant(TenantError):
+    """No tenant has the slug an operator command named."""
+
+
+class ExportError(IngestError):
+    """The export file cannot be written as asked."""

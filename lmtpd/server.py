@@ -51,7 +51,7 @@ _DEFAULTS = Settings()  # one source for the limits' defaults (DESIGN §6)
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """What the server needs of the settings; ``lmtpd.serve.server_config`` maps them."""
+    """What the server needs of the settings; ``lmtpd.cli.serve.server_config`` maps them."""
 
     hostname: str = "ingest"
     max_message_bytes: int = _DEFAULTS.max_message_bytes

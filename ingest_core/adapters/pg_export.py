@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import dict_row
 
 from ingest_core.adapters.pg_common import Pool, database_errors
-from ingest_core.adapters.tenants import TenantError
+from ingest_core.errors import UnknownTenant
 
 if TYPE_CHECKING:
     import uuid
@@ -59,10 +59,6 @@ JOIN inbound_message m ON m.id = a.inbound_message_id
 WHERE a.org_id = %(org)s AND m.org_id = %(org)s AND {_SINCE}
 ORDER BY m.received_at, m.id, a.part_path COLLATE "C"
 """
-
-
-class UnknownTenant(TenantError):
-    """No tenant has the slug an operator command named."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from psycopg.types.json import Jsonb
 
 from ingest_core.adapters.pg_common import Pool, clean_text, database_errors, open_pool
 from ingest_core.adapters.pg_migrate import migrate
-from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin, TenantError
-from ingest_core.errors import RecordRejected, StoreUnavailable
+from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin
+from ingest_core.errors import RecordRejected, StoreUnavailable, TenantError
 from ingest_core.model import (
     Attachment,
     AuthVerdict,

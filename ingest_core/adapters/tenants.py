@@ -7,14 +7,10 @@ import re
 from typing import Any
 
 from ingest_core.adapters.pg_common import Pool, database_errors
-from ingest_core.errors import DirectoryUnavailable, IngestError
+from ingest_core.errors import DirectoryUnavailable, TenantError
 from ingest_core.model import Tenant, TenantStatus
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-
-
-class TenantError(IngestError):
-    """An administration request that cannot be carried out as asked."""
 
 
 class PostgresTenantDirectory:

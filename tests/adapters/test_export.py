@@ -21,13 +21,9 @@ from sqlite_utils import Database
 from ingest_core.adapters.pg_common import Pool
 from ingest_core.adapters.pg_export import UnknownTenant
 from ingest_core.adapters.postgres import TenantAdmin
-from ingest_core.errors import IngestError, StoreUnavailable
-from ingest_core.export import (
-    ExportError,
-    export_tenant,
-    parse_since,
-    progress_bar,
-)
+from ingest_core.adapters.sqlite_export import export_tenant
+from ingest_core.errors import ExportError, IngestError, StoreUnavailable
+from lmtpd.cli.export import parse_since, progress_bar
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -22,7 +22,7 @@ from ingest_core.adapters import objects
 from ingest_core.adapters.pg_embedded import release_embedded
 from ingest_core.bootstrap import open_app
 from ingest_core.settings import Settings
-from lmtpd.serve import server_config
+from lmtpd.cli.serve import server_config
 from lmtpd.server import LmtpServer
 from tests.chaos.audit import ScenarioResult, audit, fetch_rows, local_reader
 from tests.chaos.load import RECIPIENT, Attempt, Delivery, dot_stuff, make_message

@@ -21,7 +21,7 @@ import pytest
 from ingest_core.bootstrap import App, open_app
 from ingest_core.model import TenantStatus
 from ingest_core.settings import Settings
-from lmtpd.serve import server_config
+from lmtpd.cli.serve import server_config
 from lmtpd.server import LmtpServer, ServerConfig
 from tests.server.conftest import DOMAIN, MemoryCore, memory_core
 

@@ -23,8 +23,8 @@ from ingest_core.model import MessageStatus
 from ingest_core.ports import Envelope, MessageRepository
 from ingest_core.settings import Settings
 from ingest_core.spool import Spool
+from lmtpd.cli.serve import server_config
 from lmtpd.milter import serve_milter
-from lmtpd.serve import server_config
 from tests.hostile.conftest import ACME, GLOBEX, memory_core
 from tests.server.rawclient import RawClient
 

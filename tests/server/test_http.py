@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from ingest_core.bootstrap import App, open_app
 from ingest_core.settings import Settings
 from lmtpd import http
+from lmtpd.cli.serve import server_config
 from lmtpd.http import HttpConfig, HttpServer
 from lmtpd.metrics import ServeMetrics
-from lmtpd.serve import server_config
 from lmtpd.server import LmtpServer
 from tests.server.conftest import ACME, DOMAIN, FakeProbes, lmtp_send
 from tests.server.http_client import exchange, get, parse_reply, sample, samples

@@ -13,7 +13,7 @@ import trio
 from ingest_core.bootstrap import App, open_app
 from ingest_core.model import MessageStatus, TenantStatus
 from ingest_core.settings import Settings
-from lmtpd.serve import server_config
+from lmtpd.cli.serve import server_config
 from lmtpd.server import LmtpServer
 
 if TYPE_CHECKING:

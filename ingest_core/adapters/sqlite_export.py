@@ -1,4 +1,4 @@
-"""``ingest export``: one tenant's messages and attachment manifests as a SQLite file.
+"""``ingest export``'s writer: one tenant's messages and attachment manifests as SQLite.
 
 The file is for support and analysis, written with sqlite-utils:
 
@@ -16,29 +16,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
-import sys
 import tempfile
 from collections.abc import Callable
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import click
 from sqlite_utils import Database
 
 from ingest_core.adapters.pg_export import DEFAULT_BATCH_SIZE, TenantExportReader
-from ingest_core.errors import IngestError
+from ingest_core.errors import ExportError
 
 if TYPE_CHECKING:
     import uuid
     from collections.abc import Iterable, Iterator
-    from typing import TextIO
 
-    from click._termui_impl import ProgressBar
     from sqlite_utils.db import Table
 
     from ingest_core.adapters.pg_common import Pool
@@ -50,10 +45,6 @@ each batch. Rows are messages plus attachments."""
 
 EXPORT_FORMAT = 1
 """Version of the file's layout, recorded in ``export_info``."""
-
-
-class ExportError(IngestError):
-    """The export file cannot be written as asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,59 +100,6 @@ def export_tenant(
         attachments=attachments,
         schema_version=snapshot.schema_version,
     )
-
-
-@contextmanager
-def progress_bar(
-    label: str = "Exporting", *, stream: TextIO | None = None
-) -> Iterator[ProgressCallback]:
-    """A ``progress`` callback for ``export_tenant``: a click progress bar on
-    ``stream`` (stderr) when it is a terminal, otherwise a callback that does nothing.
-
-    The bar is drawn from the first call, when the total is known.
-    """
-    target = sys.stderr if stream is None else stream
-    if not target.isatty():
-        yield _no_progress
-        return
-    with ExitStack() as stack:
-        bar: ProgressBar[int] | None = None
-
-        def report(done: int, total: int) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = stack.enter_context(click.progressbar(length=total, label=label, file=target))
-            bar.update(done - bar.pos)
-
-        yield report
-
-
-_AGE = re.compile(r"(\d{1,9})([smhdw])")
-_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """A point in time from an ISO date or time (``2026-11-01``,
-    ``2026-11-01T12:00:00+00:00``; UTC when no offset is given) or an age before
-    ``now`` (``30m``, ``24h``, ``7d``; also ``s`` and ``w``). Returned in UTC."""
-    value = text.strip()
-    if match := _AGE.fullmatch(value):
-        amount, unit = match.groups()
-        moment = datetime.now(UTC) if now is None else now
-        if moment.tzinfo is None:
-            raise ValueError("now must be timezone-aware")
-        try:
-            return (moment - timedelta(**{_AGE_UNITS[unit]: int(amount)})).astimezone(UTC)
-        except OverflowError:
-            raise ValueError(f"{text!r} reaches back too far") from None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"cannot read {text!r} as a time: use an ISO date or time"
-            " (2026-11-01, 2026-11-01T12:00:00+00:00) or an age such as 30m, 24h or 7d"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 # ----------------------------------------------------------------------- the file

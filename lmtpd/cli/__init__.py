@@ -13,7 +13,8 @@ from ingest_core.errors import ConfigError, IngestError
 from ingest_core.logs import configure_logging
 from ingest_core.settings import Settings
 from ingest_core.telemetry import configure_tracing
-from lmtpd import cli_messages, cli_tenants
+from lmtpd.cli import messages as cli_messages
+from lmtpd.cli import tenants as cli_tenants
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format)
     configure_tracing(f"order-ingest-{args.command}")
     if args.command == "healthcheck":
-        from lmtpd.healthcheck import check
+        from lmtpd.cli.healthcheck import check
 
         return check(settings)
     if args.command == "worker":
@@ -87,7 +88,7 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "serve":
             import trio
 
-            from lmtpd.serve import run_services
+            from lmtpd.cli.serve import run_services
 
             worker_env = app.child_environment() if args.with_worker else None
             trio.run(
@@ -122,7 +123,7 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(app: bootstrap.App, args: argparse.Namespace) -> int:
-    from ingest_core.export import export_tenant, parse_since, progress_bar
+    from lmtpd.cli.export import parse_since, progress_bar
 
     try:
         since = parse_since(args.since) if args.since else None
@@ -130,8 +131,7 @@ def _export(app: bootstrap.App, args: argparse.Namespace) -> int:
         print(f"--since: {exc}", file=sys.stderr)
         return 2
     with progress_bar(label=f"exporting {args.org}") as progress:
-        summary = export_tenant(
-            app.pool,
+        summary = app.export(
             org_slug=args.org,
             since=since,
             out=args.out,
@@ -157,7 +157,3 @@ def _replay(app: bootstrap.App, args: argparse.Namespace) -> int:
     replayed = app.replay(ids)
     print(f"re-enqueued {len(replayed)} of {len(ids)} message(s)")
     return 0 if len(replayed) == len(ids) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -73,7 +73,7 @@ def _resolve(app: bootstrap.App, reference: str) -> uuid.UUID | None:
 def _list(app: bootstrap.App, args: argparse.Namespace) -> int:
     since = None
     if args.since:
-        from ingest_core.export import parse_since
+        from lmtpd.cli.export import parse_since
 
         try:
             since = parse_since(args.since)

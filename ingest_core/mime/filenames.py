@@ -5,8 +5,8 @@ Senders write filenames in three ways: plain parameters, RFC 2231 parameters
 standards but common, RFC 2047 encoded words inside the parameter. The stdlib's
 header registry handles the first two and quoted encoded words; an unquoted
 encoded word is recovered with a small regular expression. Whatever comes out
-is then made harmless: no path separators, control, bidi or format characters,
-no leading dots, bounded length.
+is then made harmless: only the last component of a path, no control, bidi or
+format characters, no leading dots, bounded length.
 """
 
 from __future__ import annotations
@@ -33,8 +33,15 @@ _UNQUOTED_WORD = re.compile(
 )
 
 
+_RAW_PARAM = {
+    name: re.compile(rf"""(?:^|;)\s*{name}\s*=\s*(?:"([^"]*)"|([^;\s]*))""", re.IGNORECASE)
+    for name in ("filename", "name")
+}
+_SEPARATORS = re.compile(r"[\\/]")
+
+
 def _dropped(char: str) -> bool:
-    if char in "/\\" or char in _BIDI:
+    if char in _BIDI:
         return True
     # Cc: controls (incl. NUL, DEL); Cf: format (zero-width, bidi); Cs: lone
     # surrogates left by undecodable 8-bit bytes; Zl/Zp: line/paragraph separators.
@@ -59,6 +66,7 @@ def sanitize_filename(value: str | None) -> str | None:
     if value is None:
         return None
     text = unicodedata.normalize("NFC", value)
+    text = _last_component(text)
     text = "".join(" " if ch == "\t" else ch for ch in text if ch == "\t" or not _dropped(ch))
     text = " ".join(text.split())  # collapse runs of white space, trim the ends
     text = text.lstrip(". ")
@@ -67,6 +75,12 @@ def sanitize_filename(value: str | None) -> str | None:
     if len(text) > MAX_FILENAME_CHARS:
         text = _shorten(text)
     return text or None
+
+
+def _last_component(text: str) -> str:
+    """``C:\\orders\\PO.pdf`` → ``PO.pdf``: a sender's path is no part of the name."""
+    components = [c for c in _SEPARATORS.split(text) if c.strip()]
+    return components[-1] if components else ""
 
 
 def _shorten(text: str) -> str:
@@ -88,15 +102,29 @@ def raw_filename(part: Message) -> str | None:
             continue
         params = getattr(field, "params", None)
         value = params.get(param) if params else None
+        literal = _raw_param(raw_header(part, header), param)
+        if literal is not None and (not value or _SEPARATORS.search(literal)):
+            # a path the parser cannot read (``/`` unquoted) or reads with its
+            # backslashes taken as escapes (``"C:\\orders\\PO.pdf"``): as written
+            value = literal
         if value:
             return _decode_words(str(value))
-        match = _UNQUOTED_WORD.search(_raw_header(part, header))
+        match = _UNQUOTED_WORD.search(raw_header(part, header))
         if match is not None:
             return _decode_words(match.group(1))
     return None
 
 
-def _raw_header(part: Message, name: str) -> str:
+def _raw_param(header: str, name: str) -> str | None:
+    """A plain (not RFC 2231) parameter's value exactly as written, or None."""
+    match = _RAW_PARAM[name].search(header)
+    if match is None:
+        return None
+    value = match.group(1) if match.group(1) is not None else match.group(2)
+    return value or None
+
+
+def raw_header(part: Message, name: str) -> str:
     """The header as the sender wrote it (the parsed object drops what it cannot parse)."""
     for key, value in part.raw_items():
         if key.lower() == name:

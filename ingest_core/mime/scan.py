@@ -1,243 +1,174 @@
-"""A cheap structure scan that runs beside the stdlib parser and stops it early.
+"""The MIME parser with its limits: the stdlib parser counts what it builds.
 
 The stdlib's ``BytesFeedParser`` builds one object per part and recurses once
 per nesting level, so 100,000 parts or 1,000 levels cost seconds or end in a
-``RecursionError`` before any check on the finished tree could run. This
-scanner sees each chunk first and keeps an *upper bound* of what the parser
-will build:
+``RecursionError`` before any check on the finished tree could run. The limits
+are therefore charged *while* it parses, by the parser itself: every part it
+creates goes through the policy's ``message_factory`` (a ``BudgetedMessage``,
+which charges one part) and is hung below its parent with ``attach`` (which
+charges its nesting level). A second reader that guesses what the parser will
+make of folding, case, quoting, repeated or RFC 2231 parameters can disagree
+with it, and each disagreement is a way past the limits; here there is no
+second reader, so the counts are exactly what the parser built.
 
-* header blocks are read like the parser reads them (field lines, folded
-  continuations, a blank or non-field line ends the block); the first
-  ``Content-Type`` field of a block is parsed with the stdlib's own header
-  parser, so boundaries written in RFC 2231 form are seen exactly as the real
-  parser sees them;
-* a ``multipart/*`` with a boundary pushes a frame, a ``message/*`` pushes one
-  and starts the inner message's header block, ``message/delivery-status``
-  counts its blank-line separated blocks (and up to two levels for a block
-  that carries a Content-Type of its own);
-* a body line ``--boundary`` (or ``--boundary--``) of any open frame closes
-  the frames above it, as the parser does, and counts a part.
+Inner messages we parse again (a transfer-encoded ``message/rfc822``, a
+multipart whose boundary had to be recovered) are parsed with the same
+``PartBudget``, starting at the level of the part that held them: an encoded
+message is charged to the outer message's part and depth budget.
 
-Lines split on CR, LF and CRLF like the parser's. Only the first
-``LINE_CAP`` bytes of a line are kept (a 30 MB base64 line costs nothing);
-where that loses information the scanner errs on the side of counting more.
+The policy also refuses a ``Content-Type`` or ``Content-Disposition`` field
+longer than ``MAX_STRUCTURE_FIELD`` (the header registry parses both for every
+part), and the feeding loop counts lines (the parser keeps each body line as
+its own string, so a flood of short lines is what exhausts it).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from email import policy
-from email.parser import BytesHeaderParser
+from email.message import EmailMessage, Message
+from email.parser import BytesFeedParser
+from email.policy import EmailPolicy
+from typing import TYPE_CHECKING, Any
 
-from ingest_core.mime.errors import MalformedMessage, ManifestLimitExceeded
+from ingest_core.mime.errors import MalformedMessage, ManifestError, ManifestLimitExceeded
 
-LINE_CAP = 65_536
-_BOUNDARY_CAP = LINE_CAP - 8
-# the parser's own header-line test (email.feedparser.headerRE), minus continuations
-_FIELD_LINE = re.compile(rb"From |[\041-\071\073-\176]*:")
+if TYPE_CHECKING:
+    from email.policy import Policy
+    from typing import BinaryIO
 
-
-@dataclass(slots=True)
-class _Frame:
-    kind: str  # "multipart" | "message" | "dsn"
-    boundary: bytes | None = None
-    digest: bool = False
+MAX_STRUCTURE_FIELD = 65_536
+ENCODED_MESSAGE = frozenset({"base64", "quoted-printable"})
+_STRUCTURE_FIELDS = frozenset({"content-type", "content-disposition"})
 
 
-def _content_type(lines: list[bytes], default: str) -> tuple[str, str | None]:
-    """(content type, boundary) as the stdlib derives them from this field."""
-    header = BytesHeaderParser(policy=policy.default).parsebytes(b"\r\n".join(lines) + b"\r\n\r\n")
-    header.set_default_type(default)
-    try:
-        return header.get_content_type(), header.get_boundary()
-    except Exception as exc:  # the header parser has raised on hostile input before
-        raise MalformedMessage("unparseable Content-Type header") from exc
-
-
-def _boundary_bytes(boundary: str) -> bytes | None:
-    try:
-        encoded = boundary.encode("ascii", "surrogateescape")
-    except UnicodeEncodeError:
-        return None  # the parser compares against ASCII lines: it can never match
-    return encoded[:_BOUNDARY_CAP]
-
-
-class StructureScanner:
-    """Feed it the raw bytes; it raises ``ManifestLimitExceeded`` as soon as the
-    message holds more parts or deeper nesting than allowed."""
+class PartBudget:
+    """Parts, nesting and lines one message may hold, the inner messages
+    parsed from it included."""
 
     def __init__(self, *, max_parts: int, max_depth: int, max_lines: int | None = None) -> None:
         self.max_parts = max_parts
         self.max_depth = max_depth
         self.max_lines = max_lines
-        self.lines = 0
-        self.parts = 1
+        self.parts = 0
         self.depth = 0
-        self.fed = 0
-        self._stack: list[_Frame] = []
-        self._in_headers = True
-        self._digest_child = False
-        self._ctype: list[bytes] | None = None
-        self._ctype_open = False
-        self._ctype_size = 0
-        self._carry: bytes | None = None
-        self._carry_truncated = False
-        self._pending_cr = False
-        self._skip: bytes | None = None
+        self.lines = 0
 
-    # -- byte level -------------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        self.fed += len(data)
-        if self._pending_cr:
-            self._pending_cr = False
-            if data.startswith(b"\n"):
-                data = data[1:]
-        if not data:
-            return
-        self._pending_cr = data.endswith(b"\r")
-        lines = data.splitlines()
-        self.lines += len(lines)
-        if self.max_lines is not None and self.lines > self.max_lines:
-            # The stdlib parser keeps each body line as its own string (about 60
-            # bytes of overhead a line): a flood of short lines is what exhausts it.
-            raise ManifestLimitExceeded(f"too many lines: more than {self.max_lines}")
-        tail = None if data.endswith((b"\n", b"\r")) else lines.pop()
-        for line in lines:
-            truncated = len(line) > LINE_CAP
-            if self._carry is not None:
-                line = self._carry + line[:LINE_CAP]
-                truncated = self._carry_truncated or len(line) > LINE_CAP
-                self._carry = None
-            self._line(line[:LINE_CAP], truncated)
-        if tail is not None:
-            self._hold(tail)
-
-    def _hold(self, tail: bytes) -> None:
-        if self._carry is None:
-            self._carry, self._carry_truncated = b"", False
-        self._carry += tail[:LINE_CAP]
-        if len(self._carry) > LINE_CAP:
-            self._carry = self._carry[:LINE_CAP]
-            self._carry_truncated = True
-
-    def close(self) -> None:
-        if self._carry is not None:
-            line, self._carry = self._carry, None
-            self._line(line, self._carry_truncated)
-        if self._in_headers:
-            self._end_headers()  # the parser acts on a header block cut off by the end too
-
-    # -- line level -------------------------------------------------------
-
-    def _line(self, line: bytes, truncated: bool) -> None:
-        if self._skip is not None:
-            # like the parser: boundary lines straight after a delimiter are swallowed
-            if self._delimiter(line, self._skip) is not None:
-                return
-            self._skip = None
-        if self._in_headers:
-            self._header_line(line, truncated)
-        elif self._stack:
-            self._body_line(line)
-
-    def _header_line(self, line: bytes, truncated: bool) -> None:
-        if not line:
-            self._end_headers()
-        elif line[:1] in (b" ", b"\t"):
-            if self._ctype_open and self._ctype is not None:
-                self._collect(line, truncated)
-        elif _FIELD_LINE.match(line):
-            self._ctype_open = False
-            if self._ctype is None and line[:13].lower() == b"content-type:":
-                self._ctype, self._ctype_open = [], True
-                self._collect(line, truncated)
-        else:
-            # like the parser: a line that is no field ends the block and is body
-            self._end_headers()
-            if self._stack:
-                self._body_line(line)
-
-    def _collect(self, line: bytes, truncated: bool) -> None:
-        assert self._ctype is not None
-        self._ctype_size += len(line)
-        if truncated or self._ctype_size > LINE_CAP:
-            raise ManifestLimitExceeded(f"Content-Type header longer than {LINE_CAP} bytes")
-        self._ctype.append(line)
-
-    def _end_headers(self) -> None:
-        default = "message/rfc822" if self._digest_child else "text/plain"
-        ctype, boundary = _content_type(self._ctype, default) if self._ctype else (default, None)
-        self._ctype, self._ctype_open, self._ctype_size = None, False, 0
-        self._digest_child = False
-        self._in_headers = False
-        if ctype == "message/delivery-status":
-            self._push(_Frame("dsn"))
-            self._count_part()  # the first block, even an empty one
-        elif ctype.startswith("message/"):
-            self._push(_Frame("message"))
-            self._count_part()  # the enclosed message
-            self._in_headers = True
-        elif ctype.startswith("multipart/") and boundary is not None:
-            digest = ctype == "multipart/digest"
-            self._push(_Frame("multipart", _boundary_bytes(boundary), digest))
-
-    def _body_line(self, line: bytes) -> None:
-        if line.startswith(b"--"):
-            for index in range(len(self._stack) - 1, -1, -1):
-                frame = self._stack[index]
-                kind = self._delimiter(line, frame.boundary)
-                if kind is None:
-                    continue
-                del self._stack[index + 1 :]
-                if kind == "close":
-                    self._stack.pop()
-                else:
-                    self._count_part()
-                    self._in_headers = True
-                    self._digest_child = frame.digest
-                    self._skip = frame.boundary
-                return
-        if self._stack[-1].kind == "dsn":
-            if not line:
-                self._count_part()  # each block of a delivery status is a part
-            elif line[:13].lower() == b"content-type:":
-                self._dsn_typed_block()
-
-    def _dsn_typed_block(self) -> None:
-        """A status block with a Content-Type of its own: the parser honours it,
-        but the block ends at its blank line, so at most two more levels
-        (e.g. message/rfc822 and an empty inner message) can come of it."""
-        self._count_part()
-        self._count_part()
-        self.depth = max(self.depth, len(self._stack) + 2)
-        if len(self._stack) + 2 > self.max_depth:
-            raise ManifestLimitExceeded(f"MIME nesting too deep: more than {self.max_depth} levels")
-
-    @staticmethod
-    def _delimiter(line: bytes, boundary: bytes | None) -> str | None:
-        if boundary is None or not line.startswith(boundary, 2):
-            return None
-        if len(boundary) >= _BOUNDARY_CAP:
-            return "delimiter"  # too long to check the rest: count it
-        rest = line[2 + len(boundary) :]
-        close = rest.startswith(b"--")
-        if close:
-            rest = rest[2:]
-        if rest.strip(b" \t"):
-            return None
-        return "close" if close else "delimiter"
-
-    # -- limits -----------------------------------------------------------
-
-    def _push(self, frame: _Frame) -> None:
-        self._stack.append(frame)
-        self.depth = max(self.depth, len(self._stack))
-        if len(self._stack) > self.max_depth:
-            raise ManifestLimitExceeded(f"MIME nesting too deep: more than {self.max_depth} levels")
-
-    def _count_part(self) -> None:
+    def add_part(self) -> None:
         self.parts += 1
         if self.parts > self.max_parts:
             raise ManifestLimitExceeded(f"too many MIME parts: more than {self.max_parts}")
+
+    def give_back_part(self) -> None:
+        """A part parsed again replaces the one the first parse built."""
+        self.parts -= 1
+
+    def reach(self, level: int) -> None:
+        self.depth = max(self.depth, level)
+        if level > self.max_depth:
+            raise ManifestLimitExceeded(f"MIME nesting too deep: more than {self.max_depth} levels")
+
+    def add_lines(self, data: bytes) -> None:
+        # CR, LF and CRLF each end a line, as for the parser; a CRLF split
+        # between two chunks counts twice, which errs on the safe side.
+        self.lines += data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+        if self.max_lines is not None and self.lines > self.max_lines:
+            raise ManifestLimitExceeded(f"too many lines: more than {self.max_lines}")
+
+
+class BudgetedMessage(EmailMessage):
+    """A part the parser builds: it charges its budget for itself and, once
+    attached below a parent, for its nesting level."""
+
+    def __init__(self, policy: Policy | None = None, *, budget: PartBudget, level: int) -> None:
+        super().__init__(policy)
+        budget.add_part()
+        self.budget = budget
+        self.level = level
+        self.linesep = "\n"  # set on the root: the line end the sender used
+
+    def get_content_maintype(self) -> str:
+        """``message`` for a message part only when it is not transfer-encoded:
+        RFC 2046 allows no encoding there, and the parser would read base64 or
+        quoted-printable text as a message. So the parser keeps such a part as
+        a leaf, its encoded text exactly as sent, to be decoded and parsed again
+        (``walk``); ``get_content_type()`` still says what the sender declared."""
+        maintype = super().get_content_maintype()
+        if maintype == "message" and _transfer_encoded(self):
+            return "application"
+        return maintype
+
+    def attach(self, payload: Any) -> None:
+        if isinstance(payload, BudgetedMessage):
+            payload.level = self.level + 1
+            self.budget.reach(payload.level)
+        super().attach(payload)
+
+
+def _transfer_encoded(part: Message) -> bool:
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    return encoding in ENCODED_MESSAGE
+
+
+class _LimitedPolicy(EmailPolicy):
+    """``policy.default``, refusing oversized structure fields before the
+    header registry parses them."""
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        if len(value) > MAX_STRUCTURE_FIELD and name.lower() in _STRUCTURE_FIELDS:
+            raise ManifestLimitExceeded(f"{name} header longer than {MAX_STRUCTURE_FIELD} bytes")
+        return name, value
+
+
+def budgeted_policy(budget: PartBudget, level: int = 0) -> EmailPolicy:
+    """The parse policy whose parts charge ``budget``, the root at ``level``."""
+
+    def factory(policy: Policy) -> BudgetedMessage:
+        return BudgetedMessage(policy, budget=budget, level=level)
+
+    return _LimitedPolicy(message_factory=factory)
+
+
+def parse_stream(
+    source: BinaryIO, budget: PartBudget, *, level: int = 0, chunk_size: int
+) -> tuple[BudgetedMessage, int]:
+    """Parse ``source`` within ``budget``; (message, bytes fed).
+
+    Raises ManifestLimitExceeded (also for the parser's own RecursionError) or
+    MalformedMessage.
+    """
+    parser = BytesFeedParser(policy=budgeted_policy(budget, level))
+    fed = 0
+    linesep = None
+    try:
+        while data := source.read(chunk_size):
+            if linesep is None:
+                linesep = _first_line_end(data)
+            fed += len(data)
+            budget.add_lines(data)
+            parser.feed(data)
+        message = parser.close()
+    except RecursionError as exc:
+        raise ManifestLimitExceeded("MIME nesting too deep for the parser") from exc
+    except ManifestError:
+        raise
+    except Exception as exc:  # the stdlib parser is meant not to raise; be sure
+        raise MalformedMessage(f"MIME parser failed ({type(exc).__name__})") from exc
+    if not isinstance(message, BudgetedMessage):
+        raise MalformedMessage("MIME parser returned no message")
+    budget.reach(level)
+    message.linesep = linesep or "\n"
+    return message, fed
+
+
+def _first_line_end(data: bytes) -> str | None:
+    end = min((i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0), default=-1)
+    if end < 0 or (data[end : end + 1] == b"\r" and end + 1 == len(data)):
+        return None  # not known yet (or a CR that may be half of a CRLF)
+    if data[end : end + 2] == b"\r\n":
+        return "\r\n"
+    return "\r" if data[end : end + 1] == b"\r" else "\n"
+
+
+def budget_of(message: Message) -> PartBudget | None:
+    """The budget a parsed message charges (None for a tree built in memory)."""
+    return message.budget if isinstance(message, BudgetedMessage) else None

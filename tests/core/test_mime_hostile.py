@@ -11,8 +11,6 @@ import tracemalloc
 
 import pytest
 
-from ingest_core.mime import decode as mime_decode
-from ingest_core.mime import tnef as mime_tnef
 from ingest_core.mime import (
     ManifestLimitExceeded,
     MimeLimits,
@@ -20,6 +18,8 @@ from ingest_core.mime import (
     iter_attachments,
     parse_message,
 )
+from ingest_core.mime import decode as mime_decode
+from ingest_core.mime import tnef as mime_tnef
 
 
 class CountingReader(io.BytesIO):
@@ -215,3 +215,57 @@ def test_tnef_without_files_is_kept_as_is():
     (entry,) = build_manifest(io.BytesIO(_tnef_message(empty)), MimeLimits()).entries
     assert entry.part_path == "2"
     assert "TNEF without files" in entry.notes
+
+
+def _base64_message(inner: bytes) -> bytes:
+    return (
+        b'Content-Type: multipart/mixed; boundary="o"\n\n--o\nContent-Type: text/plain\n\nx\n'
+        b"--o\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n"
+        + base64.encodebytes(inner)
+        + b"--o--\n"
+    )
+
+
+def _manifest_of(raw: bytes, limits: MimeLimits, tmp_path) -> list:
+    parsed = parse_message(io.BytesIO(raw), limits)
+    return [f.entry for f in iter_attachments(parsed.message, limits, tmp_path)]
+
+
+def test_parts_of_an_encoded_message_count_against_the_outer_limit(tmp_path):
+    part = b"--b\nContent-Type: application/octet-stream\n\nx\n"
+    inner = b'Content-Type: multipart/mixed; boundary="b"\n\n' + part * 30 + b"--b--\n"
+    raw = _base64_message(inner)
+    assert parse_message(io.BytesIO(raw), MimeLimits(max_parts=20)).parts_seen < 20
+    with pytest.raises(ManifestLimitExceeded, match="too many MIME parts"):
+        _manifest_of(raw, MimeLimits(max_parts=20), tmp_path)
+    # the .eml and its 30 parts
+    assert len(_manifest_of(raw, MimeLimits(max_parts=100), tmp_path)) == 31
+
+
+def test_encoded_messages_nested_in_each_other_stop_at_the_depth_limit(tmp_path):
+    raw = b"Content-Type: application/pdf\n\n%PDF-1.4\n"
+    for _ in range(15):
+        raw = _base64_message(raw)
+    with pytest.raises(ManifestLimitExceeded, match="nesting too deep"):
+        _manifest_of(raw, MimeLimits(max_depth=10), tmp_path)
+    entries = _manifest_of(raw, MimeLimits(max_depth=100), tmp_path)
+    assert entries[-1].part_path == ".".join(["2"] * 15 + ["1"])
+
+
+def test_decoded_encoded_messages_count_against_the_decoded_bytes_limit(tmp_path):
+    raw = _base64_message(b"Subject: big\n\n" + b"y" * 300_000)
+    with pytest.raises(ManifestLimitExceeded, match="decoded attachments larger than"):
+        _manifest_of(raw, MimeLimits(max_decoded_bytes=200_000), tmp_path)
+
+
+def test_a_recovered_boundary_counts_against_the_limits(tmp_path):
+    part = b"--b\nContent-Type: text/plain\n\nx\n"
+    raw = b'Content-Type: multipart/mixed\n boundary="b"\n\n' + part * 50 + b"--b--\n"
+    with pytest.raises(ManifestLimitExceeded, match="too many MIME parts"):
+        _manifest_of(raw, MimeLimits(max_parts=20), tmp_path)
+
+
+def test_a_huge_content_type_field_is_refused_before_the_header_registry_reads_it():
+    raw = b"Content-Type: multipart/mixed;\n" + b" x=y;\n" * 20_000 + b" boundary=b\n\nhi\n"
+    with pytest.raises(ManifestLimitExceeded, match="Content-Type header longer than"):
+        parse_message(io.BytesIO(raw), MimeLimits())

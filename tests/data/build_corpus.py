@@ -11,8 +11,10 @@ checks that the committed files match what this script builds.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
+import quopri
 import struct
 import sys
 from pathlib import Path
@@ -79,6 +81,22 @@ TNEF = build_tnef(
 TRUNCATED = blob("truncated", 301)
 TRUNCATED_B64 = base64.b64encode(TRUNCATED).decode()[: 4 * 60 + 3]  # 60 quanta and 3 chars
 TRUNCATED_KEPT = TRUNCATED[: 3 * 60 + 2]  # 3 base64 chars carry 2 whole bytes
+ZIP = b"PK\x03\x04\x14\x00\x00\x00" + blob("zip", 500)
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + blob("jpeg", 250)
+FIRST_BLOB = b"%PDF-1.3\n" + blob("first", 100)  # 109 bytes: the encoding ends in "=="
+SECOND_BLOB = blob("second", 200)
+
+# What each payload's magic bytes say, keyed by its first 8 bytes.
+DETECTED = {
+    PDF[:8]: "application/pdf",
+    INNER_PDF[:8]: "application/pdf",
+    FIRST_BLOB[:8]: "application/pdf",
+    TNEF_A[:8]: "application/pdf",
+    PNG[:8]: "image/png",
+    XLSX[:8]: "application/zip",
+    ZIP[:8]: "application/zip",
+    JPEG[:8]: "image/jpeg",
+}
 
 HEAD = """\
 From: Buyer <buyer@customer.example>
@@ -88,7 +106,17 @@ MIME-Version: 1.0
 """
 
 
-def _att(path: str, ctype: str, disposition: str | None, filename: str | None, data: bytes) -> dict:
+def _att(
+    path: str,
+    ctype: str,
+    disposition: str | None,
+    filename: str | None,
+    data: bytes,
+    detected: str | None = None,
+) -> dict:
+    """``detected``: the type the payload's signature says, known from how it was made."""
+    if detected is None:
+        detected = DETECTED.get(data[:8])
     return {
         "part_path": path,
         "content_type": ctype,
@@ -96,7 +124,16 @@ def _att(path: str, ctype: str, disposition: str | None, filename: str | None, d
         "filename": filename,
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
+        "detected_type": detected,
     }
+
+
+def uuencode(data: bytes, name: str | None) -> str:
+    lines = [f"begin 644 {name}" if name else "begin 644"]
+    lines += [
+        binascii.b2a_uu(data[i : i + 45]).decode().rstrip("\n") for i in range(0, len(data), 45)
+    ]
+    return "\n".join([*lines, "`", "end"])
 
 
 def corpus() -> dict[str, tuple[bytes, dict]]:
@@ -199,8 +236,14 @@ def corpus() -> dict[str, tuple[bytes, dict]]:
         "--out\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n"
         + inner
         + "\r\n--out--\r\n",
-        {"attachments": [_att("2.2", "application/pdf", "attachment", "inner.pdf", INNER_PDF)]},
+        {
+            "attachments": [
+                _att("2", "message/rfc822", "attachment", "Original order.eml", inner.encode()),
+                _att("2.2", "application/pdf", "attachment", "inner.pdf", INNER_PDF),
+            ]
+        },
     )
+    odd_shapes(cases, inner)
     cases["tnef"] = (
         HEAD + "Message-ID: <tnef@customer.example>\nSubject: Outlook\n"
         'Content-Type: multipart/mixed; boundary="t"\n\n'
@@ -278,6 +321,194 @@ def corpus() -> dict[str, tuple[bytes, dict]]:
         name: (raw if isinstance(raw, bytes) else raw.encode("ascii"), expected)
         for name, (raw, expected) in cases.items()
     }
+
+
+def odd_shapes(cases: dict, inner: str) -> None:
+    """Shapes real mailers send that a strict reading loses: each must yield its files."""
+    cases["forwarded_base64"] = (
+        HEAD + "Message-ID: <fwd64@customer.example>\nSubject: Fwd: encoded\n"
+        'Content-Type: multipart/mixed; boundary="o"\n\n'
+        "--o\nContent-Type: text/plain\n\nForwarded as base64.\n"
+        "--o\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n"
+        + b64(inner.encode())
+        + "\n--o--\n",
+        {
+            "attachments": [
+                _att("2", "message/rfc822", None, "Original order.eml", inner.encode()),
+                _att("2.2", "application/pdf", "attachment", "inner.pdf", INNER_PDF),
+            ],
+            "notes": {"2": "base64 message decoded"},
+        },
+    )
+    inner_lf = inner.replace("\r\n", "\n").encode()
+    cases["forwarded_quoted_printable"] = (
+        HEAD + "Message-ID: <fwdqp@customer.example>\nSubject: Fwd: qp\n"
+        'Content-Type: multipart/mixed; boundary="o"\n\n'
+        "--o\nContent-Type: text/plain\n\nForwarded as quoted-printable.\n"
+        '--o\nContent-Type: message/rfc822; name="fwd.eml"\n'
+        "Content-Transfer-Encoding: quoted-printable\n\n"
+        + quopri.encodestring(inner_lf).decode()
+        + "\n--o--\n",
+        {
+            "attachments": [
+                _att("2", "message/rfc822", None, "fwd.eml", inner_lf),
+                _att("2.2", "application/pdf", "attachment", "inner.pdf", INNER_PDF),
+            ],
+            "notes": {"2": "quoted-printable message decoded"},
+        },
+    )
+    cases["boundary_without_semicolon"] = (
+        HEAD + "Message-ID: <fold@customer.example>\nSubject: folded boundary\n"
+        'Content-Type: multipart/mixed\n boundary="fold"\n\n'
+        "--fold\nContent-Type: text/plain\n\nPicture attached.\n"
+        '--fold\nContent-Type: image/png\nContent-Disposition: attachment; filename="shelf.png"\n'
+        f"Content-Transfer-Encoding: base64\n\n{b64(PNG)}\n--fold--\n",
+        {
+            "attachments": [_att("2", "image/png", "attachment", "shelf.png", PNG)],
+            "notes": {"2": "multipart boundary recovered from a malformed Content-Type"},
+        },
+    )
+    cases["uuencode"] = (
+        HEAD + "Message-ID: <uu@customer.example>\nSubject: uuencoded\n"
+        'Content-Type: multipart/mixed; boundary="u"\n\n'
+        "--u\nContent-Type: text/plain\n\nTwo files.\n"
+        '--u\nContent-Type: application/zip; name="orders.zip"\n'
+        f"Content-Transfer-Encoding: x-uuencode\n\n{uuencode(ZIP, 'orders.zip')}\n"
+        "--u\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: x-uue\n\n"
+        f"{uuencode(PDF, 'from-begin-line.pdf')}\n"
+        "--u\nContent-Type: application/octet-stream; name=broken.bin\n"
+        "Content-Transfer-Encoding: uuencode\n\nthis was never uuencoded\n--u--\n",
+        {
+            "attachments": [
+                _att("2", "application/zip", None, "orders.zip", ZIP),
+                _att("3", "application/octet-stream", None, "from-begin-line.pdf", PDF),
+                _att(
+                    "4", "application/octet-stream", None, "broken.bin", b"this was never uuencoded"
+                ),
+            ],
+            "notes": {"4": "uuencode: no begin line: body kept undecoded"},
+        },
+    )
+    not_a_message = "this is not a message\njust some text that was attached\n"
+    cases["attached_broken_message"] = (
+        HEAD + "Message-ID: <eml@customer.example>\nSubject: attached messages\n"
+        'Content-Type: multipart/mixed; boundary="m"\n\n'
+        "--m\nContent-Type: text/plain\n\nTwo attached messages.\n"
+        "--m\nContent-Type: message/rfc822\n"
+        'Content-Disposition: attachment; filename="broken.eml"\n\n'
+        + not_a_message
+        + "\n--m\nContent-Type: message/rfc822\n\n"
+        "From: a@customer.example\nSubject: only text\n\nJust a text body.\n"
+        "\n--m--\n",
+        {
+            "attachments": [
+                _att("2", "message/rfc822", "attachment", "broken.eml", not_a_message.encode()),
+                _att(
+                    "3",
+                    "message/rfc822",
+                    None,
+                    "only text.eml",
+                    b"From: a@customer.example\nSubject: only text\n\nJust a text body.\n",
+                ),
+            ]
+        },
+    )
+    kept = "this multipart\nnever uses its boundary\n"
+    cases["unsplittable_multipart"] = (
+        HEAD + "Message-ID: <nosplit@customer.example>\nSubject: unsplittable\n"
+        'Content-Type: multipart/mixed; boundary="outer"\n\n'
+        "--outer\nContent-Type: text/plain\n\nsee below\n"
+        '--outer\nContent-Type: multipart/related; boundary="gone"\n\n'
+        + kept
+        + '\n--outer\nContent-Type: multipart/alternative; boundary="empty"\n\n'
+        '\n--outer\nContent-Type: application/pdf; name="po.pdf"\n'
+        f"Content-Transfer-Encoding: base64\n\n{b64(PDF)}\n--outer--\n",
+        {
+            "attachments": [
+                _att("2", "application/octet-stream", None, None, kept.encode()),
+                _att("4", "application/pdf", None, "po.pdf", PDF),
+            ],
+            "notes": {"2": "multipart that cannot be split: body kept as one blob"},
+        },
+    )
+    cases["filename_paths"] = (
+        HEAD + "Message-ID: <paths@customer.example>\nSubject: paths in names\n"
+        'Content-Type: multipart/mixed; boundary="p"\n\n'
+        "--p\nContent-Type: text/plain\n\nthree files\n"
+        "--p\nContent-Type: application/pdf\n"
+        'Content-Disposition: attachment; filename="C:\\orders\\PO.pdf"\n'
+        f"Content-Transfer-Encoding: base64\n\n{b64(PDF)}\n"
+        "--p\nContent-Type: application/zip\n"
+        "Content-Disposition: attachment; filename=/foo/bar.zip\n"
+        f"Content-Transfer-Encoding: base64\n\n{b64(ZIP)}\n"
+        '--p\nContent-Type: image/png; name="Regal =?utf-8?Q?M=C3=A4rz?=.png"\n'
+        f"Content-Transfer-Encoding: base64\n\n{b64(PNG)}\n--p--\n",
+        {
+            "attachments": [
+                _att("2", "application/pdf", "attachment", "PO.pdf", PDF),
+                _att("3", "application/zip", "attachment", "bar.zip", ZIP),
+                _att("4", "image/png", None, "Regal März.png", PNG),
+            ]
+        },
+    )
+    cases["empty_content_type"] = (
+        HEAD + "Message-ID: <notype@customer.example>\nSubject: no type\n"
+        'Content-Type: multipart/mixed; boundary="e"\n\n'
+        "--e\nContent-Type: text/plain\n\nphoto\n"
+        '--e\nContent-Type: ; name="x.jpg"\nContent-Transfer-Encoding: base64\n\n'
+        f"{b64(JPEG)}\n"
+        '--e\nContent-Type: application/octet-stream; name="scan.dat"\n'
+        f"Content-Transfer-Encoding: base64\n\n{b64(PDF)}\n--e--\n",
+        {
+            "attachments": [
+                _att("2", "application/octet-stream", None, "x.jpg", JPEG),
+                _att("3", "application/octet-stream", None, "scan.dat", PDF),
+            ],
+            "notes": {"2": "unusable Content-Type: recorded as application/octet-stream"},
+        },
+    )
+    two_blobs = base64.b64encode(FIRST_BLOB).decode() + base64.b64encode(SECOND_BLOB).decode()
+    cases["concatenated_base64"] = (
+        HEAD + "Message-ID: <blobs@customer.example>\nSubject: two blobs\n"
+        'Content-Type: multipart/mixed; boundary="c"\n\n'
+        "--c\nContent-Type: text/plain\n\nx\n"
+        '--c\nContent-Type: application/pdf; name="joined.pdf"\n'
+        "Content-Transfer-Encoding: base64\n\n"
+        + "\n".join(two_blobs[i : i + 76] for i in range(0, len(two_blobs), 76))
+        + "\n--c--\n",
+        {
+            "attachments": [
+                _att("2", "application/pdf", None, "joined.pdf", FIRST_BLOB + SECOND_BLOB)
+            ]
+        },
+    )
+    phantom = "Content-Type: application/pdf\nContent-ID: <catalog@customer.example>\n\n"
+    fragment = (
+        "From: Buyer <buyer@customer.example>\nSubject: big order\n"
+        "Message-ID: <orig@customer.example>\nContent-Type: application/pdf\n"
+        "Content-Transfer-Encoding: base64\n\n" + b64(PDF)[:152] + "\n"
+    )
+    cases["external_and_partial"] = (
+        HEAD + "Message-ID: <ext@customer.example>\nSubject: by reference\n"
+        'Content-Type: multipart/mixed; boundary="x"\n\n'
+        "--x\nContent-Type: text/plain\n\ncatalogue by reference, order in pieces\n"
+        "--x\nContent-Type: message/external-body; access-type=URL;\n"
+        ' URL="https://files.customer.example/catalog.pdf"; name="catalog.pdf"\n\n'
+        + phantom
+        + '\n--x\nContent-Type: message/partial; id="frag@customer.example"; number=1; total=2\n\n'
+        + fragment
+        + "\n--x--\n",
+        {
+            "attachments": [
+                _att("2", "message/external-body", None, "catalog.pdf", phantom.encode()),
+                _att("3", "message/partial", None, None, fragment.encode()),
+            ],
+            "notes": {
+                "2": "external body (access-type url): the content is not in the message",
+                "3": "message/partial fragment 1 of 2: fragments are not reassembled",
+            },
+        },
+    )
 
 
 def write(target: Path = HERE) -> None:

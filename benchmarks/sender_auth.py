@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import dkim
 import dns.resolver
 
-from ingest_core.dns_resolver import DnsResolver
-from ingest_core.sender_auth import DnsSenderVerifier
+from ingest_core.sender.dns import DnsResolver
+from ingest_core.sender.verifier import DnsSenderVerifier
 from tests.dnsstub import DkimKey, dkim_sign, make_dkim_key, running_stub
 
 if TYPE_CHECKING:

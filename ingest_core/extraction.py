@@ -32,7 +32,7 @@ from opentelemetry import trace
 
 from ingest_core.errors import IngestError, ObjectNotFound, StoreUnavailable
 from ingest_core.mime import ManifestError, MimeLimits, iter_attachments, parse_message
-from ingest_core.sender_gate import SenderCheck, check_sender
+from ingest_core.sender.gate import SenderCheck, check_sender
 
 if TYPE_CHECKING:
     import uuid
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from ingest_core.model import Attachment, StoredMessage
     from ingest_core.ports import BlobStore, JobQueue, MessageRepository
-    from ingest_core.sender_policy import PolicyDecision
+    from ingest_core.sender.policy import PolicyDecision
     from ingest_core.settings import Settings
 
 PARSER_VERSION = "mime-2"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from huey import crontab
 
 from ingest_core.extraction import RetryLater, extract_message, sweep
-from ingest_core.sender_gate import SenderCheck
+from ingest_core.sender.gate import SenderCheck
 from ingest_core.telemetry import link_from
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
         StoredMessage,
         Tenant,
     )
-    from ingest_core.sender_policy import SenderAuthLike, SenderRules
+    from ingest_core.sender.policy import SenderAuthLike, SenderRules
     from ingest_core.spool import Spool
 
 

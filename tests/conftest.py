@@ -85,7 +85,7 @@ _TEST_DATABASE = "ingest_test"
 def stub_dns() -> Iterator[StubDns]:
     import dataclasses
 
-    from ingest_core import sender_auth
+    from ingest_core.sender import verifier as sender_auth
 
     original = sender_auth.build_verifier
 

@@ -26,7 +26,7 @@ from ingest_core.model import (
     Tenant,
     TenantStatus,
 )
-from ingest_core.sender_policy import SenderRules
+from ingest_core.sender.policy import SenderRules
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

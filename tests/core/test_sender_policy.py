@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest_core.model import AuthVerdict
-from ingest_core.sender_policy import (
+from ingest_core.sender.policy import (
     PatternError,
     SenderPolicy,
     SenderRules,

@@ -126,7 +126,7 @@ class _DkimLike(Protocol):
 
 
 class SenderAuthLike(Protocol):
-    """What the verifier reports (``ingest_core.sender_auth.SenderAuth``)."""
+    """What the verifier reports (``ingest_core.sender.verifier.SenderAuth``)."""
 
     @property
     def spf(self) -> str: ...

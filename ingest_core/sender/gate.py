@@ -17,14 +17,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ingest_core.sender_policy import PASS, evaluate, verdict_from
+from ingest_core.sender.policy import PASS, evaluate, verdict_from
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from ingest_core.model import StoredMessage
     from ingest_core.ports import MessageRepository, SenderRulesSource, SenderVerifier
-    from ingest_core.sender_policy import PolicyDecision
+    from ingest_core.sender.policy import PolicyDecision
 
 log = logging.getLogger("ingest.sender")
 

@@ -49,8 +49,8 @@ from benchmarks.procs import (
     start_worker,
 )
 from benchmarks.stats import summarise
-from ingest_core.adapters.pg_embedded import EmbeddedPostgres
-from ingest_core.adapters.pg_migrate import migrate
+from ingest_core.adapters.postgres.embedded import EmbeddedPostgres
+from ingest_core.adapters.postgres.migrate import migrate
 from ingest_core.bootstrap import open_app
 from ingest_core.settings import Settings
 

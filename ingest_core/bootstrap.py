@@ -8,17 +8,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest_core.adapters import pg_health
 from ingest_core.adapters.objects import LocalObjectStore, S3ObjectStore, object_store_from_url
-from ingest_core.adapters.pg_common import Pool, open_pool
-from ingest_core.adapters.pg_embedded import database_url_for
-from ingest_core.adapters.pg_migrate import migrate
-from ingest_core.adapters.pg_operator import OperatorQueries
-from ingest_core.adapters.pg_senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres import PostgresMessageRepository
+from ingest_core.adapters.postgres import health as pg_health
+from ingest_core.adapters.postgres.common import Pool, open_pool
+from ingest_core.adapters.postgres.embedded import database_url_for
+from ingest_core.adapters.postgres.migrate import migrate
+from ingest_core.adapters.postgres.operator import OperatorQueries
+from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdmin
+from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
-from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin
 from ingest_core.errors import QueueUnavailable
 from ingest_core.extraction import sweep
 from ingest_core.service import AcceptConfig, InboundService

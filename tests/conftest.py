@@ -47,9 +47,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from ingest_core.adapters.pg_common import Pool, open_pool
-from ingest_core.adapters.pg_embedded import EmbeddedPostgres
-from ingest_core.adapters.pg_migrate import migrate
+from ingest_core.adapters.postgres.common import Pool, open_pool
+from ingest_core.adapters.postgres.embedded import EmbeddedPostgres
+from ingest_core.adapters.postgres.migrate import migrate
 from tests import hypothesis_profiles
 from tests.dnsstub import StubDns, running_stub
 from tests.procs import MotoServer, RedisServer, free_port, redis_binary

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sqlite_utils import Database
 
-from ingest_core.adapters.pg_export import DEFAULT_BATCH_SIZE, TenantExportReader
+from ingest_core.adapters.postgres.export import DEFAULT_BATCH_SIZE, TenantExportReader
 from ingest_core.errors import ExportError
 
 if TYPE_CHECKING:
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
     from sqlite_utils.db import Table
 
-    from ingest_core.adapters.pg_common import Pool
-    from ingest_core.adapters.pg_export import Column, TenantSnapshot
+    from ingest_core.adapters.postgres.common import Pool
+    from ingest_core.adapters.postgres.export import Column, TenantSnapshot
 
 ProgressCallback: TypeAlias = Callable[[int, int], None]
 """Called with (rows written so far, total rows): first (0, total), then after

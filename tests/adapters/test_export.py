@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
-from ingest_core.adapters.pg_common import Pool
-from ingest_core.adapters.pg_export import UnknownTenant
 from ingest_core.adapters.postgres import TenantAdmin
+from ingest_core.adapters.postgres.common import Pool
+from ingest_core.adapters.postgres.export import UnknownTenant
 from ingest_core.adapters.sqlite_export import export_tenant
 from ingest_core.errors import ExportError, IngestError, StoreUnavailable
 from lmtpd.cli.export import parse_since, progress_bar

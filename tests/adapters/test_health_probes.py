@@ -6,17 +6,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ingest_core.adapters import pg_health
 from ingest_core.adapters.objects import LocalObjectStore, S3ObjectStore
-from ingest_core.adapters.pg_common import open_pool
+from ingest_core.adapters.postgres import health as pg_health
+from ingest_core.adapters.postgres.common import open_pool
+from ingest_core.adapters.postgres.tenants import TenantAdmin
 from ingest_core.adapters.queue import huey_from_url, pending_jobs
-from ingest_core.adapters.tenants import TenantAdmin
 from ingest_core.errors import QueueUnavailable, StoreUnavailable
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ingest_core.adapters.pg_common import Pool
+    from ingest_core.adapters.postgres.common import Pool
 
 
 def test_local_store_probe_creates_its_root_and_refuses_a_file(tmp_path: Path) -> None:

@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 
-from ingest_core.adapters import pg_embedded
-from ingest_core.adapters.pg_embedded import EmbeddedPostgres, database_url_for, release_embedded
+from ingest_core.adapters.postgres import embedded as pg_embedded
+from ingest_core.adapters.postgres.embedded import (
+    EmbeddedPostgres,
+    database_url_for,
+    release_embedded,
+)
 from ingest_core.errors import ConfigError
 from ingest_core.settings import Settings
 
@@ -22,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 _JOINER = """
 import sys
 from pathlib import Path
-from ingest_core.adapters.pg_embedded import EmbeddedPostgres
+from ingest_core.adapters.postgres.embedded import EmbeddedPostgres
 server = EmbeddedPostgres(Path(sys.argv[1]))
 print(server.start(), flush=True)
 sys.stdin.readline()

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from ingest_core.adapters.pg_migrate import applied_migrations, available_migrations, migrate
 from ingest_core.adapters.postgres import PostgresMessageRepository, TenantAdmin
+from ingest_core.adapters.postgres.migrate import applied_migrations, available_migrations, migrate
 from ingest_core.errors import StoreUnavailable
 from ingest_core.model import Attachment, MessageStatus, NewMessage, RecordKind
 
@@ -38,7 +38,7 @@ def test_migrate_applies_everything_once(pg_empty_database_url: str) -> None:
 def test_concurrent_migrations_from_two_processes(pg_empty_database_url: str) -> None:
     script = (
         "import sys, json\n"
-        "from ingest_core.adapters.pg_migrate import migrate\n"
+        "from ingest_core.adapters.postgres.migrate import migrate\n"
         "print(json.dumps(migrate(sys.argv[1])))\n"
     )
     runs = [

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 
-from ingest_core.adapters.pg_common import connection_options, database_errors, open_pool
-from ingest_core.adapters.pg_embedded import EmbeddedPostgres
-from ingest_core.adapters.pg_migrate import migrate
 from ingest_core.adapters.postgres import PostgresMessageRepository, TenantAdmin
+from ingest_core.adapters.postgres.common import connection_options, database_errors, open_pool
+from ingest_core.adapters.postgres.embedded import EmbeddedPostgres
+from ingest_core.adapters.postgres.migrate import migrate
 from ingest_core.errors import StoreUnavailable
 from ingest_core.model import MessageStatus, NewMessage
 

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from ingest_core.adapters.pg_senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres import TenantAdmin, TenantError
+from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdmin
 from ingest_core.sender.policy import SenderPolicy, SenderRules
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ingest_core.adapters.memory import MemoryTenantDirectory
-from ingest_core.adapters.pg_common import open_pool
 from ingest_core.adapters.postgres import PostgresTenantDirectory, TenantAdmin, TenantError
+from ingest_core.adapters.postgres.common import open_pool
 from ingest_core.errors import DirectoryUnavailable, StoreUnavailable
 from ingest_core.model import Tenant, TenantStatus
 

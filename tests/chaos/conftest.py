@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ingest_core.adapters.pg_common import open_pool
-from ingest_core.adapters.pg_embedded import EmbeddedPostgres
-from ingest_core.adapters.pg_migrate import migrate
-from ingest_core.adapters.tenants import TenantAdmin
+from ingest_core.adapters.postgres.common import open_pool
+from ingest_core.adapters.postgres.embedded import EmbeddedPostgres
+from ingest_core.adapters.postgres.migrate import migrate
+from ingest_core.adapters.postgres.tenants import TenantAdmin
 from tests.chaos.audit import ScenarioResult
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ingest_core.adapters import objects
-from ingest_core.adapters.pg_embedded import release_embedded
+from ingest_core.adapters.postgres.embedded import release_embedded
 from ingest_core.bootstrap import open_app
 from ingest_core.settings import Settings
 from lmtpd.cli.serve import server_config

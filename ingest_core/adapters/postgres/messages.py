@@ -5,9 +5,9 @@ context manager commits on success and rolls back on error. Reads that serve a
 tenant filter on ``org_id`` in SQL, so another tenant's rows never leave the
 database.
 
-The rest of the Postgres adapter lives beside this module: ``pg_common``
-(deadlines, pool, error mapping), ``pg_migrate`` (schema), ``tenants``
-(directory and administration) and ``pg_embedded`` (the default local server).
+The rest of the Postgres adapter lives beside this module: ``common``
+(deadlines, pool, error mapping), ``migrate`` (schema), ``tenants``
+(directory and administration) and ``embedded`` (the default local server).
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ingest_core.adapters.pg_common import Pool, clean_text, database_errors, open_pool
-from ingest_core.adapters.pg_migrate import migrate
-from ingest_core.adapters.tenants import PostgresTenantDirectory, TenantAdmin
-from ingest_core.errors import RecordRejected, StoreUnavailable, TenantError
+from ingest_core.adapters.postgres.common import Pool, clean_text, database_errors
+from ingest_core.errors import RecordRejected, StoreUnavailable
 from ingest_core.model import (
     Attachment,
     AuthVerdict,
@@ -36,15 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-
-__all__ = [
-    "PostgresMessageRepository",
-    "PostgresTenantDirectory",
-    "TenantAdmin",
-    "TenantError",
-    "migrate",
-    "open_pool",
-]
 
 _MESSAGE_COLUMNS = (
     "id", "org_id", "source_message_id", "sha256", "content_sha256", "size_bytes",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ingest_core.adapters.pg_common import Pool, database_errors
+from ingest_core.adapters.postgres.common import Pool, database_errors
 from ingest_core.errors import DirectoryUnavailable, TenantError
 from ingest_core.model import Tenant, TenantStatus
 

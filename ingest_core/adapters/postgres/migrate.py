@@ -12,7 +12,7 @@ import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from ingest_core.adapters.pg_common import connect, database_errors
+from ingest_core.adapters.postgres.common import connect, database_errors
 
 if TYPE_CHECKING:
     import psycopg

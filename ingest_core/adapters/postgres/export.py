@@ -1,6 +1,6 @@
 """Reads for ``ingest export``: one tenant's messages and attachment manifests.
 
-Operator code, explicitly cross-tenant like ``pg_operator`` (DESIGN §4b): the
+Operator code, explicitly cross-tenant like ``operator`` (DESIGN §4b): the
 tenant is named by slug, and every query filters on its ``org_id``. Nothing that
 serves a tenant may use this module.
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
-from ingest_core.adapters.pg_common import Pool, database_errors
+from ingest_core.adapters.postgres.common import Pool, database_errors
 from ingest_core.errors import UnknownTenant
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ingest_core.adapters.pg_common import Pool, database_errors
+from ingest_core.adapters.postgres.common import Pool, database_errors
 from ingest_core.model import MessageStatus
 
 if TYPE_CHECKING:

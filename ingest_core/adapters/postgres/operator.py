@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
-from ingest_core.adapters.pg_common import Pool, database_errors
+from ingest_core.adapters.postgres.common import Pool, database_errors
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest_core.adapters.objects import LocalObjectStore, S3ObjectStore, object_store_from_url
+from ingest_core import operations
+from ingest_core.adapters.objects import LocalObjectStore, object_store_from_url
 from ingest_core.adapters.postgres import PostgresMessageRepository
 from ingest_core.adapters.postgres import health as pg_health
 from ingest_core.adapters.postgres.common import Pool, open_pool
@@ -19,9 +22,9 @@ from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdm
 from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
-from ingest_core.errors import QueueUnavailable
 from ingest_core.extraction import sweep
 from ingest_core.service import AcceptConfig, InboundService
+from ingest_core.worker.tasks import Tasks, register
 
 if TYPE_CHECKING:
     import uuid
@@ -91,30 +94,11 @@ class App:
 
     def replay(self, ids: list[uuid.UUID]) -> list[uuid.UUID]:
         """Back to RECEIVED and enqueued; returns the ids that exist."""
-        done = []
-        for message_id in ids:
-            if self.repository.reset_for_replay(message_id):
-                self._enqueue(message_id)
-                done.append(message_id)
-        return done
+        return operations.replay(self.repository, self.queue, ids)
 
     def release(self, message_id: uuid.UUID) -> bool:
-        """A QUARANTINED message goes on to extraction, exempt from the sender
-        policy from now on. False if it is not quarantined."""
-        if not self.repository.release(message_id):
-            return False
-        log.info("message released from quarantine", extra={"message_id": str(message_id)})
-        self._enqueue(message_id)
-        return True
-
-    def _enqueue(self, message_id: uuid.UUID) -> None:
-        try:
-            self.queue.enqueue_extraction(message_id)
-        except QueueUnavailable:
-            log.warning(
-                "queue unavailable; the sweeper will enqueue it",
-                extra={"message_id": str(message_id)},
-            )
+        """A QUARANTINED message goes on to extraction; False if it is not quarantined."""
+        return operations.release(self.repository, self.queue, message_id)
 
     def readiness_checks(self) -> dict[str, Callable[[], object]]:
         """One cheap blocking call per dependency that raises (StoreUnavailable)
@@ -123,8 +107,7 @@ class App:
         checks: dict[str, Callable[[], object]] = {
             "postgres": functools.partial(pg_health.ping, self.pool, self._probe_timeout_s)
         }
-        if isinstance(self.store, LocalObjectStore | S3ObjectStore):
-            checks["object_store"] = self.store.ping
+        checks["object_store"] = self.store.ping
         checks["queue"] = self.queue_depth
         return checks
 
@@ -170,27 +153,45 @@ class App:
 
 
 @contextlib.contextmanager
-def open_app(settings: Settings, *, huey: Any = None) -> Iterator[App]:
-    """All adapters for ``settings``; the pool is closed on exit. ``huey`` lets a
-    test or the worker pass the instance whose tasks are registered."""
-    from ingest_core import jobs
+def open_app(
+    settings: Settings,
+    *,
+    huey: Any = None,
+    tasks: Tasks | None = None,
+    tenants: TenantDirectory | None = None,
+    store: BlobStore | None = None,
+    repository: MessageRepository | None = None,
+    queue: JobQueue | None = None,
+    sender_rules: SenderRulesSource | None = None,
+    verifier: SenderVerifier | None = None,
+) -> Iterator[App]:
+    """All adapters for ``settings``; the pool is closed on exit.
 
+    Each keyword replaces the adapter bootstrap would build (tests pass fakes
+    here). ``huey``: the instance the extraction tasks are registered on (built
+    from ``settings.queue_url`` when None); ``tasks``: tasks already registered on
+    it (the consumer's, see :func:`open_worker`), else they are registered here
+    with this app as their adapters."""
     database_url = database_url_for(settings)
     pool = open_pool(database_url, timeout_s=settings.store_timeout_s, max_size=20)
     try:
-        store = object_store_from_url(
-            settings.object_store_url, settings.objects_dir, timeout_s=settings.store_timeout_s
-        )
-        repository = PostgresMessageRepository(pool)
-        tenants: TenantDirectory = PostgresTenantDirectory(pool)
-        if settings.tenant_cache_s > 0:
-            tenants = CachingTenantDirectory(tenants, ttl_s=settings.tenant_cache_s)
+        if store is None:
+            store = object_store_from_url(
+                settings.object_store_url, settings.objects_dir, timeout_s=settings.store_timeout_s
+            )
+        if repository is None:
+            repository = PostgresMessageRepository(pool)
+        if tenants is None:
+            tenants = PostgresTenantDirectory(pool)
+            if settings.tenant_cache_s > 0:
+                tenants = CachingTenantDirectory(tenants, ttl_s=settings.tenant_cache_s)
         if huey is None:
             huey = huey_from_url(
                 settings.queue_url, settings.queue_path, timeout_s=settings.store_timeout_s
             )
-        handles = jobs.registered(huey)
-        queue = HueyJobQueue(huey, handles.extract)
+        huey_queue: HueyJobQueue | None = None
+        if queue is None:
+            queue = huey_queue = HueyJobQueue(huey)
         service = InboundService(
             config=AcceptConfig(domains=settings.domains, mailbox=settings.mailbox),
             tenants=tenants,
@@ -198,7 +199,7 @@ def open_app(settings: Settings, *, huey: Any = None) -> Iterator[App]:
             repository=repository,
             queue=queue,
         )
-        yield App(
+        app = App(
             settings=settings,
             database_url=database_url,
             pool=pool,
@@ -211,7 +212,80 @@ def open_app(settings: Settings, *, huey: Any = None) -> Iterator[App]:
             service=service,
             huey=huey,
             senders=SenderAdmin(pool),
-            sender_rules=PostgresSenderRules(pool),
+            sender_rules=sender_rules or PostgresSenderRules(pool),
         )
+        if verifier is not None:
+            app.extras["verifier"] = verifier
+        if tasks is None:
+            tasks = register(huey, app)
+        if huey_queue is not None:
+            huey_queue.use_task(tasks.extract)
+        yield app
     finally:
         pool.close()
+
+
+class Worker:
+    """The consumer process's huey, its tasks registered at once, and the adapters
+    they use opened on first use (not at import: huey's consumer imports the
+    module holding the instance)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.huey: Any = huey_from_url(
+            settings.queue_url, settings.queue_path, timeout_s=settings.store_timeout_s
+        )
+        self._lock = threading.Lock()
+        self._app: App | None = None
+        self._stack = contextlib.ExitStack()
+        self.tasks = register(self.huey, _LazyApp(self))
+
+    def app(self) -> App:
+        with self._lock:
+            if self._app is None:
+                self._app = self._stack.enter_context(
+                    open_app(self.settings, huey=self.huey, tasks=self.tasks)
+                )
+                atexit.register(self._stack.close)
+            return self._app
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class _LazyApp:
+    """``WorkerDeps`` that opens the worker's app when a task first needs it."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    @property
+    def settings(self) -> Settings:
+        return self._worker.settings
+
+    @property
+    def repository(self) -> MessageRepository:
+        return self._worker.app().repository
+
+    @property
+    def store(self) -> BlobStore:
+        return self._worker.app().store
+
+    @property
+    def queue(self) -> JobQueue:
+        return self._worker.app().queue
+
+    @property
+    def sender_rules(self) -> SenderRulesSource:
+        return self._worker.app().sender_rules
+
+    def verifier(self) -> SenderVerifier:
+        return self._worker.app().verifier()
+
+    def remove_stale_temp_files(self) -> int:
+        return self._worker.app().remove_stale_temp_files()
+
+
+def open_worker(settings: Settings) -> Worker:
+    """The huey consumer's side of the wiring (``ingest_core.worker.consumer``)."""
+    return Worker(settings)

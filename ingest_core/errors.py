@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import uuid
+
 
 class IngestError(Exception):
     """Base of every error the core raises on purpose."""
@@ -42,3 +47,15 @@ class UnknownTenant(TenantError):
 
 class ExportError(IngestError):
     """The export file cannot be written as asked."""
+
+
+class RetryLater(IngestError):
+    """Extraction hit a temporary failure; run the task again after ``delay_s``."""
+
+    def __init__(
+        self, message_id: uuid.UUID, attempts: int, reason: str, *, delay_s: float
+    ) -> None:
+        super().__init__(f"extraction of {message_id} to be retried: {reason}")
+        self.message_id = message_id
+        self.attempts = attempts
+        self.delay_s = delay_s

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
-from ingest_core.errors import IngestError, ObjectNotFound, StoreUnavailable
+from ingest_core.errors import IngestError, ObjectNotFound, RetryLater, StoreUnavailable
 from ingest_core.mime import ManifestError, MimeLimits, iter_attachments, parse_message
 from ingest_core.sender.gate import SenderCheck, check_sender
 
@@ -71,16 +71,6 @@ class ExtractionResult:
     defects: tuple[str, ...] = ()
 
 
-class RetryLater(IngestError):
-    """Extraction hit a temporary failure; run the task again after ``delay_s``."""
-
-    def __init__(self, message_id: uuid.UUID, attempts: int, reason: str) -> None:
-        super().__init__(f"extraction of {message_id} to be retried: {reason}")
-        self.message_id = message_id
-        self.attempts = attempts
-        self.delay_s = retry_delay(attempts)
-
-
 def retry_delay(
     attempts: int, *, base_s: float = RETRY_BASE_S, cap_s: float = RETRY_CAP_S
 ) -> float:
@@ -109,7 +99,12 @@ def extract_message(
         duration_ms = round((clock() - started) * 1000, 3)
         _report(span, result, duration_ms)
     if result.outcome is Outcome.RETRY:
-        raise RetryLater(message_id, result.attempts, result.error or "temporary failure")
+        raise RetryLater(
+            message_id,
+            result.attempts,
+            result.error or "temporary failure",
+            delay_s=retry_delay(result.attempts),
+        )
     return result
 
 

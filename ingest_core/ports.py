@@ -89,9 +89,21 @@ class InboundChannelPort(Protocol):
     def accept(self, envelope: Envelope, spool: Spool) -> list[RecipientOutcome]: ...
 
 
+class NotCached:
+    """What :meth:`TenantDirectory.peek` says when it has no answer at hand."""
+
+
+NOT_CACHED = NotCached()
+
+
 class TenantDirectory(Protocol):
     def resolve(self, slug: str) -> Tenant | None:
         """The tenant with that slug, or None. Raises DirectoryUnavailable."""
+        ...
+
+    def peek(self, slug: str) -> Tenant | NotCached | None:
+        """The answer :meth:`resolve` would give if it is at hand without blocking
+        I/O (a live cache entry), else NOT_CACHED. Never raises."""
         ...
 
 
@@ -109,6 +121,10 @@ class BlobStore(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def ping(self) -> None:
+        """A cheap call that raises StoreUnavailable unless the store is reachable."""
+        ...
 
 
 class MessageRepository(Protocol):

@@ -20,12 +20,12 @@ from ingest_core.ports import (
     Envelope,
     JobQueue,
     MessageRepository,
+    NotCached,
     RecipientDecision,
     RecipientOutcome,
     Reply,
     TenantDirectory,
 )
-from ingest_core.tenant_cache import CachingTenantDirectory, NotCached
 
 if TYPE_CHECKING:
     from ingest_core.spool import Spool
@@ -85,8 +85,6 @@ class InboundService:
         routed = self._route(address)
         if isinstance(routed, RecipientDecision):
             return routed
-        if not isinstance(self._tenants, CachingTenantDirectory):
-            return None
         cached = self._tenants.peek(routed.slug)
         return None if isinstance(cached, NotCached) else _decision_for(address, cached)
 

@@ -13,18 +13,13 @@ from collections import OrderedDict
 from threading import Lock
 from typing import TYPE_CHECKING
 
+from ingest_core.ports import NOT_CACHED, NotCached
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ingest_core.model import Tenant
     from ingest_core.ports import TenantDirectory
-
-
-class NotCached:
-    """Sentinel: the cache has no live answer for that slug."""
-
-
-NOT_CACHED = NotCached()
 
 
 class CachingTenantDirectory:

@@ -26,6 +26,7 @@ from ingest_core.model import (
     Tenant,
     TenantStatus,
 )
+from ingest_core.ports import NOT_CACHED, NotCached
 from ingest_core.sender.policy import SenderRules
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class MemoryTenantDirectory:
 
             raise DirectoryUnavailable("tenant directory unavailable (fake)")
         return self.tenants.get(slug)
+
+    def peek(self, slug: str) -> Tenant | NotCached | None:
+        return NOT_CACHED  # like the database: always asked, in a worker thread
 
 
 class MemoryBlobStore:
@@ -76,6 +80,10 @@ class MemoryBlobStore:
             return io.BytesIO(self.objects[key])
         except KeyError:
             raise ObjectNotFound(key) from None
+
+    def ping(self) -> None:
+        if self.failing:
+            raise StoreUnavailable("object store unavailable (fake)")
 
     def exists(self, key: str) -> bool:
         return key in self.objects

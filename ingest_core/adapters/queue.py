@@ -1,7 +1,7 @@
 """``JobQueue`` on huey: a SQLite file by default, Redis when configured.
 
 Jobs carry a message id and nothing else; the task itself (``ingest.extract``)
-is defined in ``ingest_core.tasks`` and handed to ``HueyJobQueue``.
+is defined in ``ingest_core.worker.tasks`` and handed to ``HueyJobQueue``.
 """
 
 from __future__ import annotations
@@ -83,8 +83,13 @@ class HueyJobQueue:
     the current trace context (W3C traceparent) when there is one, so that the
     extraction span can link to the accept span."""
 
-    def __init__(self, huey: Any, task: Any) -> None:
+    def __init__(self, huey: Any, task: Any = None) -> None:
         self.huey = huey
+        self._task = task
+
+    def use_task(self, task: Any) -> None:
+        """The extraction task, once registered (the tasks' bodies use this queue
+        too, so the two are built one after the other)."""
         self._task = task
 
     def enqueue_extraction(self, message_id: uuid.UUID) -> None:

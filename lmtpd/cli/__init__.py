@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return check(settings)
     if args.command == "worker":
-        from ingest_core.tasks import run_consumer
+        from ingest_core.worker.consumer import run_consumer
 
         return run_consumer(workers=args.workers)
     try:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from ingest_core import jobs
 from ingest_core.bootstrap import App, open_app
 from ingest_core.model import MessageStatus
 from ingest_core.ports import Envelope
@@ -51,7 +50,6 @@ def app(data_dir: Path, pg_url: str, key: DkimKey) -> Iterator[App]:
         )
         with open_app(settings) as app:
             app.admin.add("acme", "Acme")
-            jobs.set_app_provider(lambda: app)
             yield app
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from huey import MemoryHuey
 
-from ingest_core import jobs
 from ingest_core.bootstrap import App, open_app
 from ingest_core.extraction import Outcome, extract_message, sweep
 from ingest_core.model import MessageStatus
 from ingest_core.ports import Envelope
 from ingest_core.settings import Settings
 from ingest_core.spool import Spool
+from ingest_core.worker.tasks import register
 
 DOMAIN = "orders.example.com"
 
@@ -41,7 +41,6 @@ def app(data_dir: Path, pg_url: str) -> Iterator[App]:
     settings = Settings(data_dir=data_dir, database_url=pg_url, domains=(DOMAIN,))
     with open_app(settings) as app:
         app.admin.add("acme", "Acme")
-        jobs.set_app_provider(lambda: app)
         yield app
 
 
@@ -144,7 +143,7 @@ def test_a_dead_workers_claim_is_swept_and_finished_once(app: App) -> None:
 
 def test_task_identifiers_are_stable() -> None:
     huey = MemoryHuey("names")
-    jobs.registered(huey)
+    register(huey, deps=None)  # type: ignore[arg-type]  # names only; no task runs
     assert set(huey._registry._registry) == {
         "ingest.extract",
         "ingest.sweep",

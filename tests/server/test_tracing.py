@@ -53,7 +53,6 @@ async def test_accept_span_tree(start_server, spans: InMemorySpanExporter) -> No
 def test_extraction_span_links_to_the_accept_span(
     spans: InMemorySpanExporter, data_dir, pg_url: str
 ) -> None:
-    from ingest_core import jobs
     from ingest_core.bootstrap import open_app
     from ingest_core.ports import Envelope
     from ingest_core.settings import Settings
@@ -68,7 +67,6 @@ def test_extraction_span_links_to_the_accept_span(
             Spool.from_bytes(b"Subject: traced\r\n\r\nbody\r\n"),
         )
         assert outcome.reply.code == 250
-        jobs.set_app_provider(lambda: app)
         task = app.huey.dequeue()
         assert task is not None
         assert task.kwargs.get("traceparent")

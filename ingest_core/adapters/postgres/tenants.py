@@ -9,6 +9,7 @@ from typing import Any
 from ingest_core.adapters.postgres.common import Pool, database_errors
 from ingest_core.errors import DirectoryUnavailable, TenantError
 from ingest_core.model import Tenant, TenantStatus
+from ingest_core.ports import NOT_CACHED, NotCached
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
@@ -28,6 +29,9 @@ class PostgresTenantDirectory:
                 "SELECT id, slug, name, status FROM organization WHERE slug = %s", (slug,)
             ).fetchone()
         return _tenant(row) if row is not None else None
+
+    def peek(self, slug: str) -> Tenant | NotCached | None:
+        return NOT_CACHED  # every answer is a database round trip
 
 
 class TenantAdmin:

@@ -21,11 +21,12 @@ run:
 test *ARGS:
     {{venv}}/python -m pytest {{ARGS}}
 
-# ruff, mypy --strict, hadolint
+# ruff, mypy --strict, import-linter contracts, hadolint
 lint:
     {{venv}}/ruff check .
     {{venv}}/ruff format --check .
     {{venv}}/mypy
+    {{venv}}/lint-imports
     {{venv}}/hadolint Dockerfile
 
 # a sample order with a PDF attachment to the demo tenant (server must be running)

@@ -1,17 +1,24 @@
-"""One frozen Settings object read from the environment (DESIGN §6)."""
+"""One frozen Settings object read from the environment (docs/configuration.md).
+
+Every setting is a field of :class:`Settings` with its default written once, as
+the field's default; ``INGEST_<FIELD NAME>`` overrides it. How a variable's text
+becomes a value is decided by the field's type (``_BY_TYPE``), or for the few
+fields with a rule of their own, by its name (``_BY_FIELD``). An empty variable
+counts as unset.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest_core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -25,6 +32,10 @@ def _networks(text: str) -> tuple[Network, ...]:
         raise ConfigError(f"not a list of CIDR networks: {text!r}") from exc
 
 
+LOCAL_NETWORKS = _networks("127.0.0.0/8,::1")
+MAX_MESSAGE_BYTES = 35 * 1024 * 1024  # 36,700,160: 35 MiB
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path("var").absolute())
@@ -32,23 +43,23 @@ class Settings:
     object_store_url: str | None = None
     queue_url: str | None = None
     lmtp_listen: str = "127.0.0.1:2424"
-    lmtp_allow_from: tuple[Network, ...] = field(
-        default_factory=lambda: _networks("127.0.0.0/8,::1")
-    )
+    lmtp_allow_from: tuple[Network, ...] = LOCAL_NETWORKS
     milter_listen: str = "127.0.0.1:8890"
-    milter_allow_from: tuple[Network, ...] = field(
-        default_factory=lambda: _networks("127.0.0.0/8,::1")
-    )
+    milter_allow_from: tuple[Network, ...] = LOCAL_NETWORKS
     http_listen: str = "127.0.0.1:9325"
     domains: tuple[str, ...] = ("orders.localhost",)
     mailbox: str = "orders"
-    max_message_bytes: int = 36_700_160
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     max_recipients: int = 1000
     max_connections: int = 1000
     max_line_length: int = 4096
+    processes: int = 1  # LMTP serving processes; INGEST_PROCESSES=auto: one per core
     command_timeout_s: float = 300.0
     data_timeout_s: float = 300.0
     store_timeout_s: float = 60.0
+    connect_timeout_s: float = 2.0  # until Postgres or the object store counts as unreachable
+    breaker_failures: int = 5
+    breaker_reset_s: float = 5.0
     tenant_cache_s: float = 5.0
     shutdown_grace_s: float = 30.0
     spool_memory_bytes: int = 1 << 20
@@ -96,76 +107,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The defaults, overridden by every ``INGEST_*`` variable that is set."""
         env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(f"INGEST_{name}")
-            return value if value not in (None, "") else None
-
-        def number(name: str, default: float) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                value = float(raw)
-            except ValueError as exc:
-                raise ConfigError(f"INGEST_{name} must be a number, got {raw!r}") from exc
-            if value <= 0:
-                raise ConfigError(f"INGEST_{name} must be positive, got {raw!r}")
-            return value
-
-        def seconds_or_zero(name: str, default: float) -> float:
-            return 0.0 if get(name) in ("0", "0.0") else number(name, default)
-
-        def integer(name: str, default: int) -> int:
-            return int(number(name, default))
-
-        defaults = cls()
-        data_dir = Path(get("DATA_DIR") or "var").absolute()
-        settings = cls(
-            data_dir=data_dir,
-            database_url=get("DATABASE_URL"),
-            object_store_url=get("OBJECT_STORE_URL"),
-            queue_url=get("QUEUE_URL"),
-            lmtp_listen=get("LMTP_LISTEN") or defaults.lmtp_listen,
-            lmtp_allow_from=_networks(get("LMTP_ALLOW_FROM") or "127.0.0.0/8,::1"),
-            milter_listen=get("MILTER_LISTEN") or defaults.milter_listen,
-            milter_allow_from=_networks(get("MILTER_ALLOW_FROM") or "127.0.0.0/8,::1"),
-            http_listen=get("HTTP_LISTEN") or defaults.http_listen,
-            domains=tuple(
-                d.strip().lower().rstrip(".")
-                for d in (get("DOMAINS") or "orders.localhost").split(",")
-                if d.strip()
-            ),
-            mailbox=(get("MAILBOX") or defaults.mailbox).lower(),
-            max_message_bytes=integer("MAX_MESSAGE_BYTES", defaults.max_message_bytes),
-            max_recipients=integer("MAX_RECIPIENTS", defaults.max_recipients),
-            max_connections=integer("MAX_CONNECTIONS", defaults.max_connections),
-            max_line_length=integer("MAX_LINE_LENGTH", defaults.max_line_length),
-            command_timeout_s=number("COMMAND_TIMEOUT_S", defaults.command_timeout_s),
-            data_timeout_s=number("DATA_TIMEOUT_S", defaults.data_timeout_s),
-            store_timeout_s=number("STORE_TIMEOUT_S", defaults.store_timeout_s),
-            tenant_cache_s=seconds_or_zero("TENANT_CACHE_S", defaults.tenant_cache_s),
-            shutdown_grace_s=number("SHUTDOWN_GRACE_S", defaults.shutdown_grace_s),
-            spool_memory_bytes=integer("SPOOL_MEMORY_BYTES", defaults.spool_memory_bytes),
-            spool_dir=Path(p) if (p := get("SPOOL_DIR")) else None,
-            extract_max_parts=integer("EXTRACT_MAX_PARTS", defaults.extract_max_parts),
-            extract_max_depth=integer("EXTRACT_MAX_DEPTH", defaults.extract_max_depth),
-            extract_max_decoded_bytes=integer(
-                "EXTRACT_MAX_DECODED_BYTES", defaults.extract_max_decoded_bytes
-            ),
-            extract_max_lines=integer("EXTRACT_MAX_LINES", defaults.extract_max_lines),
-            extract_retries=integer("EXTRACT_RETRIES", defaults.extract_retries),
-            sweep_age_s=number("SWEEP_AGE_S", defaults.sweep_age_s),
-            claim_lease_s=number("CLAIM_LEASE_S", defaults.claim_lease_s),
-            dns_servers=tuple(
-                s.strip() for s in (get("DNS_SERVERS") or "").split(",") if s.strip()
-            ),
-            dns_timeout_s=number("DNS_TIMEOUT_S", defaults.dns_timeout_s),
-            authserv_id=get("AUTHSERV_ID"),
-            log_format=get("LOG_FORMAT") or defaults.log_format,
-            env=get("ENV") or defaults.env,
-        )
+        changes: dict[str, object] = {}
+        for name, parse in _PARSERS.items():
+            variable = env_variable(name)
+            raw = env.get(variable)
+            if raw:
+                changes[name] = parse(variable, raw)
+        settings = cls(**changes)  # type: ignore[arg-type]  # each value parsed for its field
         settings.validate()
         return settings
 
@@ -196,3 +146,96 @@ class Settings:
                     parse_nameserver(server)
                 except ValueError as exc:
                     raise ConfigError(f"INGEST_DNS_SERVERS: {exc}") from exc
+
+
+def env_variable(name: str) -> str:
+    """The environment variable of the field ``name``: ``INGEST_`` and its name in capitals."""
+    return f"INGEST_{name.upper()}"
+
+
+# Parsers: (variable name, its non-empty text) -> the field's value, or ConfigError.
+
+
+def _text(variable: str, raw: str) -> str:
+    return raw
+
+
+def _positive(variable: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{variable} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{variable} must be positive, got {raw!r}")
+    return value
+
+
+def _positive_int(variable: str, raw: str) -> int:
+    value = int(_positive(variable, raw))
+    if value < 1:
+        raise ConfigError(f"{variable} must be positive, got {raw!r}")
+    return value
+
+
+def _seconds_or_zero(variable: str, raw: str) -> float:
+    """Positive seconds, or 0 to turn the feature off."""
+    return 0.0 if raw in ("0", "0.0") else _positive(variable, raw)
+
+
+def _cores_or_count(variable: str, raw: str) -> int:
+    """A positive count, or ``auto``: the number of cores."""
+    if raw.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    return _positive_int(variable, raw)
+
+
+def _path(variable: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _absolute_path(variable: str, raw: str) -> Path:
+    return Path(raw).absolute()
+
+
+def _list(variable: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _domains(variable: str, raw: str) -> tuple[str, ...]:
+    return tuple(domain.lower().rstrip(".") for domain in _list(variable, raw))
+
+
+def _lower(variable: str, raw: str) -> str:
+    return raw.lower()
+
+
+def _network_list(variable: str, raw: str) -> tuple[Network, ...]:
+    try:
+        return _networks(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{variable}: {exc}") from exc
+
+
+_BY_TYPE: dict[str, Callable[[str, str], object]] = {
+    "str": _text,
+    "str | None": _text,
+    "int": _positive_int,
+    "float": _positive,
+    "Path": _path,
+    "Path | None": _path,
+    "tuple[str, ...]": _list,
+    "tuple[Network, ...]": _network_list,
+}
+
+_BY_FIELD: dict[str, Callable[[str, str], object]] = {
+    "data_dir": _absolute_path,  # resolved against the working directory
+    "domains": _domains,
+    "mailbox": _lower,
+    "tenant_cache_s": _seconds_or_zero,
+    "processes": _cores_or_count,
+}
+
+# One parser per field, resolved at import so a field of a new type fails at once.
+_PARSERS: dict[str, Callable[[str, str], object]] = {
+    f.name: _BY_FIELD.get(f.name) or _BY_TYPE[str(f.type)] for f in fields(Settings)
+}

@@ -22,7 +22,8 @@ from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdm
 from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
-from ingest_core.extraction import sweep
+from ingest_core.extraction import ExtractionConfig
+from ingest_core.mime import MimeLimits
 from ingest_core.service import AcceptConfig, InboundService
 from ingest_core.worker.tasks import Tasks, register
 
@@ -80,8 +81,13 @@ class App:
     def migrate(self) -> list[str]:
         return migrate(self.database_url, timeout_s=self.settings.store_timeout_s)
 
+    @property
+    def extraction(self) -> ExtractionConfig:
+        return extraction_config(self.settings)
+
     def sweep(self) -> list[uuid.UUID]:
-        return sweep(self.repository, self.queue, self.settings)
+        """Re-enqueue the rows whose extraction job was lost (``ingest sweep``)."""
+        return operations.sweep(self.repository, self.queue, sweep_config(self.settings))
 
     def remove_stale_temp_files(self, older_than_s: float = 3600.0) -> int:
         """Temp files of object writes that died mid-write (local folder store only)."""
@@ -150,6 +156,28 @@ class App:
     def child_environment(self) -> dict[str, str]:
         """Environment for a worker child: the same database as this process."""
         return {"INGEST_DATABASE_URL": self.database_url}
+
+
+def extraction_config(settings: Settings) -> ExtractionConfig:
+    """The extraction use case's part of the settings."""
+    return ExtractionConfig(
+        limits=MimeLimits(
+            max_parts=settings.extract_max_parts,
+            max_depth=settings.extract_max_depth,
+            max_decoded_bytes=settings.extract_max_decoded_bytes,
+            max_lines=settings.extract_max_lines,
+        ),
+        retries=settings.extract_retries,
+        claim_lease_s=settings.claim_lease_s,
+        spool_dir=settings.spool_dir,
+    )
+
+
+def sweep_config(settings: Settings) -> operations.SweepConfig:
+    """The sweep's part of the settings."""
+    return operations.SweepConfig(
+        received_age_s=settings.sweep_age_s, claim_lease_s=settings.claim_lease_s
+    )
 
 
 @contextlib.contextmanager
@@ -260,8 +288,11 @@ class _LazyApp:
         self._worker = worker
 
     @property
-    def settings(self) -> Settings:
-        return self._worker.settings
+    def extraction(self) -> ExtractionConfig:
+        return extraction_config(self._worker.settings)
+
+    def sweep(self) -> list[uuid.UUID]:
+        return self._worker.app().sweep()
 
     @property
     def repository(self) -> MessageRepository:
@@ -270,10 +301,6 @@ class _LazyApp:
     @property
     def store(self) -> BlobStore:
         return self._worker.app().store
-
-    @property
-    def queue(self) -> JobQueue:
-        return self._worker.app().queue
 
     @property
     def sender_rules(self) -> SenderRulesSource:

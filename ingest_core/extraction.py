@@ -12,6 +12,10 @@ PROCESSED. Errors split in two:
 
 A row that keeps getting reclaimed without ever finishing (a worker killed by
 every attempt) is given up once its attempts exceed the limit.
+
+The use case sees only its own :class:`ExtractionConfig`, which bootstrap builds
+from the settings. The sweep that re-enqueues rows left behind is
+:func:`ingest_core.operations.sweep`.
 """
 
 from __future__ import annotations
@@ -24,24 +28,23 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from ingest_core.errors import IngestError, ObjectNotFound, RetryLater, StoreUnavailable
-from ingest_core.mime import ManifestError, MimeLimits, iter_attachments, parse_message
+from ingest_core.mime import ManifestError, iter_attachments, parse_message
 from ingest_core.sender.gate import SenderCheck, check_sender
 
 if TYPE_CHECKING:
     import uuid
     from collections.abc import Callable, Iterator, Sequence
 
+    from ingest_core.mime import MimeLimits
     from ingest_core.model import Attachment, StoredMessage
-    from ingest_core.ports import BlobStore, JobQueue, MessageRepository
+    from ingest_core.ports import BlobStore, MessageRepository
     from ingest_core.sender.policy import PolicyDecision
-    from ingest_core.settings import Settings
 
 PARSER_VERSION = "mime-2"
 COPY_CHUNK = 1 << 20
@@ -58,6 +61,16 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     RETRY = "retry"
     QUARANTINED = "quarantined"  # held back by the tenant's sender policy
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractionConfig:
+    """What extraction needs of the settings."""
+
+    limits: MimeLimits
+    retries: int  # a row is FAILED once its attempts reach this
+    claim_lease_s: float  # a PROCESSING claim older than this may be taken over
+    spool_dir: Path | None  # where the raw copy and decoded parts go; None: system temp
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +97,7 @@ def extract_message(
     *,
     repo: MessageRepository,
     store: BlobStore,
-    settings: Settings,
+    config: ExtractionConfig,
     sender: SenderCheck | None = None,
     clock: Callable[[], float] = time.perf_counter,
     links: Sequence[trace.Link] = (),
@@ -95,7 +108,7 @@ def extract_message(
     started = clock()
     with tracer.start_as_current_span("extract", links=links) as span:
         span.set_attribute("ingest.message_id", str(message_id))
-        result = _run(message_id, repo, store, settings, sender)
+        result = _run(message_id, repo, store, config, sender)
         duration_ms = round((clock() - started) * 1000, 3)
         _report(span, result, duration_ms)
     if result.outcome is Outcome.RETRY:
@@ -112,32 +125,32 @@ def _run(
     message_id: uuid.UUID,
     repo: MessageRepository,
     store: BlobStore,
-    settings: Settings,
+    config: ExtractionConfig,
     sender: SenderCheck | None,
 ) -> ExtractionResult:
     try:
-        row = repo.claim(message_id, settings.claim_lease_s)
+        row = repo.claim(message_id, config.claim_lease_s)
     except StoreUnavailable as exc:
         return ExtractionResult(message_id, Outcome.RETRY, error=f"claim failed: {exc}")
     if row is None:
         return ExtractionResult(message_id, Outcome.SKIPPED)
-    if row.attempts > settings.extract_retries:
+    if row.attempts > config.retries:
         return _fail(repo, row, f"gave up after {row.attempts - 1} attempts", final=True)
     try:
-        with _spooled(row, store, settings) as (workdir, raw):
+        with _spooled(row, store, config.spool_dir) as (workdir, raw):
             if sender is not None:
                 decision = check_sender(row, raw, sender, repo)
                 if decision.hold:
-                    return _hold(repo, row, decision, settings)
-            attachments, defects = _extract(row, workdir, raw, store, settings)
+                    return _hold(repo, row, decision, config.retries)
+            attachments, defects = _extract(row, workdir, raw, store, config.limits)
         repo.finish(row.id, attachments, PARSER_VERSION)
     except (ManifestError, ObjectNotFound) as exc:
         return _fail(repo, row, _describe(exc), final=True)
     except StoreUnavailable as exc:
-        return _fail(repo, row, _describe(exc), final=row.attempts >= settings.extract_retries)
+        return _fail(repo, row, _describe(exc), final=row.attempts >= config.retries)
     except Exception as exc:
         log.warning("unexpected extraction error", extra=_where(row, exc))
-        return _fail(repo, row, _describe(exc), final=row.attempts >= settings.extract_retries)
+        return _fail(repo, row, _describe(exc), final=row.attempts >= config.retries)
     return ExtractionResult(
         row.id, Outcome.PROCESSED, row.org_id, row.attempts, tuple(attachments), None, defects
     )
@@ -145,10 +158,9 @@ def _run(
 
 @contextlib.contextmanager
 def _spooled(
-    row: StoredMessage, store: BlobStore, settings: Settings
+    row: StoredMessage, store: BlobStore, spool_dir: Path | None
 ) -> Iterator[tuple[Path, Path]]:
     """A private work folder holding a local copy of the raw message."""
-    spool_dir = str(settings.spool_dir) if settings.spool_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="extract-", dir=spool_dir) as tmp:
         workdir = Path(tmp)
         raw = workdir / "raw.eml"
@@ -158,9 +170,8 @@ def _spooled(
 
 
 def _extract(
-    row: StoredMessage, workdir: Path, raw: Path, store: BlobStore, settings: Settings
+    row: StoredMessage, workdir: Path, raw: Path, store: BlobStore, limits: MimeLimits
 ) -> tuple[list[Attachment], tuple[str, ...]]:
-    limits = MimeLimits.from_settings(settings)
     with raw.open("rb") as source:
         parsed = parse_message(source, limits)
     attachments: list[Attachment] = []
@@ -174,12 +185,12 @@ def _extract(
 
 
 def _hold(
-    repo: MessageRepository, row: StoredMessage, decision: PolicyDecision, settings: Settings
+    repo: MessageRepository, row: StoredMessage, decision: PolicyDecision, retries: int
 ) -> ExtractionResult:
     """QUARANTINED, or a retry first when a DNS failure decided the verdict."""
     reason = decision.reason or "held by the tenant's sender policy"
     if decision.temporary:
-        if row.attempts < settings.extract_retries:
+        if row.attempts < retries:
             return _fail(repo, row, f"sender check: DNS failure; retrying ({reason})", final=False)
         reason = f"{reason} (DNS failures on every attempt)"
     repo.quarantine(row.id, reason)
@@ -236,23 +247,3 @@ def _report(span: trace.Span, result: ExtractionResult, duration_ms: float) -> N
         span.set_status(trace.StatusCode.ERROR, result.error)
     level = logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO
     log.log(level, "extraction %s", result.outcome, extra=fields)
-
-
-def sweep(
-    repo: MessageRepository,
-    queue: JobQueue,
-    settings: Settings,
-    now: datetime | None = None,
-) -> list[uuid.UUID]:
-    """Re-enqueue RECEIVED rows older than ``sweep_age_s`` and PROCESSING rows
-    whose claim is older than ``claim_lease_s``. Raises QueueUnavailable if the
-    queue refuses (the rest are found again by the next sweep)."""
-    now = now or datetime.now(UTC)
-    stale = repo.stale(
-        received_before=now - timedelta(seconds=settings.sweep_age_s),
-        claimed_before=now - timedelta(seconds=settings.claim_lease_s),
-    )
-    for message_id in stale:
-        queue.enqueue_extraction(message_id)
-    log.info("sweep re-enqueued %d messages", len(stale), extra={"requeued": len(stale)})
-    return stale

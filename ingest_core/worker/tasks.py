@@ -15,19 +15,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from huey import crontab
 
 from ingest_core.errors import RetryLater
-from ingest_core.extraction import extract_message, sweep
+from ingest_core.extraction import extract_message
 from ingest_core.sender.gate import SenderCheck
 from ingest_core.telemetry import link_from
 
 if TYPE_CHECKING:
-    from ingest_core.ports import (
-        BlobStore,
-        JobQueue,
-        MessageRepository,
-        SenderRulesSource,
-        SenderVerifier,
-    )
-    from ingest_core.settings import Settings
+    from ingest_core.extraction import ExtractionConfig
+    from ingest_core.ports import BlobStore, MessageRepository, SenderRulesSource, SenderVerifier
 
 log = logging.getLogger("ingest.worker")
 
@@ -45,7 +39,7 @@ class WorkerDeps(Protocol):
     task runs, not when it is registered."""
 
     @property
-    def settings(self) -> Settings: ...
+    def extraction(self) -> ExtractionConfig: ...
 
     @property
     def repository(self) -> MessageRepository: ...
@@ -54,12 +48,11 @@ class WorkerDeps(Protocol):
     def store(self) -> BlobStore: ...
 
     @property
-    def queue(self) -> JobQueue: ...
-
-    @property
     def sender_rules(self) -> SenderRulesSource: ...
 
     def verifier(self) -> SenderVerifier: ...
+
+    def sweep(self) -> list[uuid.UUID]: ...
 
     def remove_stale_temp_files(self) -> int: ...
 
@@ -80,7 +73,7 @@ def register(huey: Any, deps: WorkerDeps) -> Tasks:
                 uuid.UUID(message_id),
                 repo=deps.repository,
                 store=deps.store,
-                settings=deps.settings,
+                config=deps.extraction,
                 sender=SenderCheck(deps.verifier(), deps.sender_rules),
                 links=link_from(traceparent),
             )
@@ -91,7 +84,7 @@ def register(huey: Any, deps: WorkerDeps) -> Tasks:
 
     @huey.periodic_task(crontab(minute="*"), name=SWEEP_TASK, __module__=TASK_NAMESPACE)  # type: ignore[untyped-decorator]
     def periodic_sweep() -> int:
-        return len(sweep(deps.repository, deps.queue, deps.settings))
+        return len(deps.sweep())
 
     @huey.periodic_task(crontab(minute="17"), name=CLEAN_TASK, __module__=TASK_NAMESPACE)  # type: ignore[untyped-decorator]
     def periodic_clean() -> int:

@@ -49,7 +49,7 @@ def _deliver(app: App, raw: bytes, slug: str | None = None) -> uuid.UUID:
 
 def _extract(app: App, message_id: uuid.UUID) -> None:
     result = extract_message(
-        message_id, repo=app.repository, store=app.store, settings=app.settings
+        message_id, repo=app.repository, store=app.store, config=app.extraction
     )
     assert result.outcome is Outcome.PROCESSED, result.error
 

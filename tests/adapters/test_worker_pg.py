@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from huey import MemoryHuey
 
-from ingest_core.bootstrap import App, open_app
-from ingest_core.extraction import Outcome, extract_message, sweep
+from ingest_core.bootstrap import App, open_app, sweep_config
+from ingest_core.extraction import Outcome, extract_message
 from ingest_core.model import MessageStatus
+from ingest_core.operations import sweep
 from ingest_core.ports import Envelope
 from ingest_core.settings import Settings
 from ingest_core.spool import Spool
@@ -102,7 +103,7 @@ def test_two_concurrent_workers_process_a_message_once(app: App) -> None:
     def work() -> None:
         barrier.wait()
         result = extract_message(
-            message_id, repo=app.repository, store=app.store, settings=app.settings
+            message_id, repo=app.repository, store=app.store, config=app.extraction
         )
         outcomes.append(result.outcome)
 
@@ -124,9 +125,11 @@ def test_a_dead_workers_claim_is_swept_and_finished_once(app: App) -> None:
     claimed = app.repository.claim(message_id, app.settings.claim_lease_s)
     assert claimed is not None  # ...and then the worker died before finishing
     now = datetime.now(UTC)
-    assert sweep(app.repository, app.queue, app.settings, now=now) == []  # lease not expired
+    assert (
+        sweep(app.repository, app.queue, sweep_config(app.settings), now=now) == []
+    )  # lease not expired
     later = now + timedelta(seconds=app.settings.claim_lease_s + 1)
-    assert sweep(app.repository, app.queue, app.settings, now=later) == [message_id]
+    assert sweep(app.repository, app.queue, sweep_config(app.settings), now=later) == [message_id]
     # the lease is judged by the database clock: age the claim instead of waiting
     with app.pool.connection() as conn:
         conn.execute(

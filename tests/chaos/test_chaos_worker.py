@@ -179,12 +179,12 @@ def test_claim_of_a_dead_worker_is_reclaimed_after_its_lease(app: App) -> None:
     raw, expected = order_with_attachments(3, 20_000)
     message_id = accept(app, raw)
     assert app.repository.claim(message_id, LEASE_S) is not None  # the worker that died
-    settings = app.settings
-    skipped = extract_message(message_id, repo=app.repository, store=app.store, settings=settings)
+    config = app.extraction
+    skipped = extract_message(message_id, repo=app.repository, store=app.store, config=config)
     assert skipped.outcome is Outcome.SKIPPED  # the lease still holds
     wait_for(lambda: message_id in stale_ids(app), "the claim's lease to run out")
     results = [
-        extract_message(message_id, repo=app.repository, store=app.store, settings=settings)
+        extract_message(message_id, repo=app.repository, store=app.store, config=config)
         for _ in range(2)
     ]
     assert [r.outcome for r in results] == [Outcome.PROCESSED, Outcome.SKIPPED]

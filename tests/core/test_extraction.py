@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from ingest_core import extraction
 from ingest_core.adapters.memory import MemoryBlobStore, MemoryJobQueue
+from ingest_core.bootstrap import extraction_config, sweep_config
 from ingest_core.errors import StoreUnavailable
 from ingest_core.extraction import (
     PARSER_VERSION,
@@ -22,9 +23,9 @@ from ingest_core.extraction import (
     RetryLater,
     extract_message,
     retry_delay,
-    sweep,
 )
 from ingest_core.model import MessageStatus, NewMessage
+from ingest_core.operations import sweep
 
 PDF = b"%PDF-1.4 order 1234 " + bytes(range(256))
 CSV = b"sku;qty\nA-1;5\n"
@@ -71,7 +72,7 @@ def _received(repo, store, raw: bytes | None = None, *, age_s: float = 0.0, org_
 
 def test_received_becomes_processed_with_content_addressed_attachments(repo, store, settings):
     message_id, org_id = _received(repo, store)
-    result = extract_message(message_id, repo=repo, store=store, settings=settings)
+    result = extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     assert result.outcome is Outcome.PROCESSED
     row = repo.get(org_id, message_id)
     assert row.status is MessageStatus.PROCESSED
@@ -92,17 +93,17 @@ def test_received_becomes_processed_with_content_addressed_attachments(repo, sto
 
 def test_temporary_files_are_removed(repo, store, settings, tmp_path):
     message_id, _ = _received(repo, store)
-    extract_message(message_id, repo=repo, store=store, settings=settings)
+    extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_rerun_after_replay_is_idempotent(repo, store, settings):
     message_id, org_id = _received(repo, store)
-    extract_message(message_id, repo=repo, store=store, settings=settings)
+    extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     first = repo.list_attachments(org_id, message_id)
     objects = dict(store.objects)
     assert repo.reset_for_replay(message_id)
-    again = extract_message(message_id, repo=repo, store=store, settings=settings)
+    again = extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     assert again.outcome is Outcome.PROCESSED
     assert repo.list_attachments(org_id, message_id) == first
     assert store.objects == objects
@@ -116,7 +117,7 @@ def test_same_attachment_twice_is_stored_once(repo, store, settings):
     original = store.put_file
     store.put_file = lambda key, source, size: (puts.append(key), original(key, source, size))
     for message_id in (a, b):
-        extract_message(message_id, repo=repo, store=store, settings=settings)
+        extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     pdf_keys = [k for k in puts if k.endswith(hashlib.sha256(PDF).hexdigest())]
     assert len(pdf_keys) == 1
     assert len(puts) == 3  # the PDF once, each message's own CSV
@@ -125,7 +126,7 @@ def test_same_attachment_twice_is_stored_once(repo, store, settings):
 def test_a_claimed_message_is_not_processed_twice(repo, store, settings):
     message_id, org_id = _received(repo, store)
     assert repo.claim(message_id, settings.claim_lease_s) is not None  # another worker
-    result = extract_message(message_id, repo=repo, store=store, settings=settings)
+    result = extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     assert result.outcome is Outcome.SKIPPED
     assert repo.list_attachments(org_id, message_id) == []
     assert not any(k.startswith("attachments/") for k in store.objects)
@@ -133,8 +134,8 @@ def test_a_claimed_message_is_not_processed_twice(repo, store, settings):
 
 def test_a_processed_message_is_skipped(repo, store, settings):
     message_id, _ = _received(repo, store)
-    extract_message(message_id, repo=repo, store=store, settings=settings)
-    again = extract_message(message_id, repo=repo, store=store, settings=settings)
+    extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
+    again = extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     assert again.outcome is Outcome.SKIPPED
 
 
@@ -143,14 +144,14 @@ def test_store_outage_retries_then_fails(repo, store, settings):
     store.failing = True
     for attempt in (1, 2):
         with pytest.raises(RetryLater) as caught:
-            extract_message(message_id, repo=repo, store=store, settings=settings)
+            extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
         assert caught.value.attempts == attempt
         assert caught.value.delay_s == retry_delay(attempt)
         row = repo.get(org_id, message_id)
         assert row.status is MessageStatus.RECEIVED
         assert row.attempts == attempt
         assert "StoreUnavailable" in row.last_error
-    result = extract_message(message_id, repo=repo, store=store, settings=settings)
+    result = extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     assert result.outcome is Outcome.FAILED
     row = repo.get(org_id, message_id)
     assert row.status is MessageStatus.FAILED
@@ -172,8 +173,8 @@ def test_store_recovers_between_attempts(repo, store, settings):
     flaky = FlakyPut()
     flaky.objects = store.objects
     with pytest.raises(RetryLater):
-        extract_message(message_id, repo=repo, store=flaky, settings=settings)
-    result = extract_message(message_id, repo=repo, store=flaky, settings=settings)
+        extract_message(message_id, repo=repo, store=flaky, config=extraction_config(settings))
+    result = extract_message(message_id, repo=repo, store=flaky, config=extraction_config(settings))
     assert result.outcome is Outcome.PROCESSED
     assert result.attempts == 2
     assert len(repo.list_attachments(org_id, message_id)) == 2
@@ -183,7 +184,10 @@ def test_limit_exceeded_fails_at_once(repo, store, settings):
     many = b'Content-Type: multipart/mixed; boundary="b"\n\n' + b"--b\n\nx\n" * 50 + b"--b--\n"
     message_id, org_id = _received(repo, store, many)
     result = extract_message(
-        message_id, repo=repo, store=store, settings=settings.with_(extract_max_parts=10)
+        message_id,
+        repo=repo,
+        store=store,
+        config=extraction_config(settings.with_(extract_max_parts=10)),
     )
     assert result.outcome is Outcome.FAILED
     row = repo.get(org_id, message_id)
@@ -195,7 +199,7 @@ def test_limit_exceeded_fails_at_once(repo, store, settings):
 def test_missing_raw_object_fails_at_once(repo, store, settings):
     message_id, org_id = _received(repo, store)
     store.objects.clear()
-    result = extract_message(message_id, repo=repo, store=store, settings=settings)
+    result = extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     assert result.outcome is Outcome.FAILED
     assert repo.get(org_id, message_id).last_error.startswith("ObjectNotFound")
 
@@ -210,18 +214,18 @@ def test_database_outage_leaves_the_row_for_the_sweeper(repo, store, settings):
 
     repo.finish = finish_then_outage
     with pytest.raises(RetryLater):
-        extract_message(message_id, repo=repo, store=store, settings=settings)
+        extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     repo.failing = False
     assert repo.get(org_id, message_id).status is MessageStatus.PROCESSING
     later = datetime.now(UTC) + timedelta(seconds=settings.claim_lease_s + 1)
-    assert sweep(repo, MemoryJobQueue(), settings, later) == [message_id]
+    assert sweep(repo, MemoryJobQueue(), sweep_config(settings), later) == [message_id]
 
 
 def test_claim_failure_asks_for_a_retry(repo, store, settings):
     message_id, _ = _received(repo, store)
     repo.failing = True
     with pytest.raises(RetryLater):
-        extract_message(message_id, repo=repo, store=store, settings=settings)
+        extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
 
 
 def test_a_row_reclaimed_too_often_is_given_up(repo, store, settings):
@@ -229,7 +233,10 @@ def test_a_row_reclaimed_too_often_is_given_up(repo, store, settings):
     for _ in range(settings.extract_retries):  # workers that died mid-way
         repo.claim(message_id, 0.0)
     result = extract_message(
-        message_id, repo=repo, store=store, settings=settings.with_(claim_lease_s=0.0)
+        message_id,
+        repo=repo,
+        store=store,
+        config=extraction_config(settings.with_(claim_lease_s=0.0)),
     )
     assert result.outcome is Outcome.FAILED
     assert "gave up" in repo.get(org_id, message_id).last_error
@@ -241,10 +248,10 @@ def test_sweep_requeues_only_stale_rows(repo, store, settings):
     stuck, _ = _received(repo, store)
     repo.claim(stuck, settings.claim_lease_s)
     queue = MemoryJobQueue()
-    assert sweep(repo, queue, settings) == [old]
+    assert sweep(repo, queue, sweep_config(settings)) == [old]
     assert queue.jobs == [old]
     later = datetime.now(UTC) + timedelta(seconds=settings.claim_lease_s + 1)
-    assert set(sweep(repo, queue, settings, later)) == {old, fresh, stuck}
+    assert set(sweep(repo, queue, sweep_config(settings), later)) == {old, fresh, stuck}
 
 
 def test_retry_delay_grows_and_is_capped():
@@ -261,7 +268,7 @@ def test_one_log_line_and_one_span_without_the_body(repo, store, settings, caplo
     monkeypatch.setattr(extraction, "tracer", provider.get_tracer("test"))
     message_id, org_id = _received(repo, store)
     with caplog.at_level(logging.INFO, logger="ingest.extraction"):
-        extract_message(message_id, repo=repo, store=store, settings=settings)
+        extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
     (record,) = [r for r in caplog.records if r.name == "ingest.extraction"]
     assert record.message_id == str(message_id)
     assert record.org_id == str(org_id)

@@ -10,6 +10,7 @@ import pytest
 from ingest_core.adapters.memory import (
     MemorySenderRules,
 )
+from ingest_core.bootstrap import extraction_config
 from ingest_core.extraction import Outcome, extract_message
 from ingest_core.model import MessageStatus
 from ingest_core.sender.gate import SenderCheck
@@ -54,7 +55,7 @@ def _run(repo, store, settings, message_id, verifier, rules):
         message_id,
         repo=repo,
         store=store,
-        settings=settings,
+        config=extraction_config(settings),
         sender=SenderCheck(verifier, rules),
     )
 

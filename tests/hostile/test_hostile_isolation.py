@@ -67,7 +67,7 @@ def test_one_tenants_ids_never_return_another_tenants_data(pg_app: App) -> None:
     repo = pg_app.repository
     for message_id in owned:
         result = extract_message(
-            message_id, repo=repo, store=pg_app.store, settings=pg_app.settings
+            message_id, repo=repo, store=pg_app.store, config=pg_app.extraction
         )
         assert result.outcome is Outcome.PROCESSED
 

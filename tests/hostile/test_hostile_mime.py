@@ -51,7 +51,7 @@ def extract(app: App, message_id: uuid.UUID) -> tuple[ExtractionResult, int]:
     tracemalloc.start()
     try:
         result = extract_message(
-            message_id, repo=app.repository, store=app.store, settings=app.settings
+            message_id, repo=app.repository, store=app.store, config=app.extraction
         )
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -49,6 +49,11 @@ class ExportError(IngestError):
     """The export file cannot be written as asked."""
 
 
+class DnsTemporaryError(IngestError):
+    """A DNS lookup timed out or every server failed: the answer is unknown, not
+    empty. Sender authentication turns it into a temperror verdict."""
+
+
 class RetryLater(IngestError):
     """Extraction hit a temporary failure; run the task again after ``delay_s``."""
 

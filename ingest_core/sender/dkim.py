@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from ingest_core.sender.dns import DnsTemporaryError
+from ingest_core.errors import DnsTemporaryError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 from publicsuffixlist import PublicSuffixList
 
-from ingest_core.sender.dns import DnsTemporaryError
+from ingest_core.errors import DnsTemporaryError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

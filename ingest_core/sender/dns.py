@@ -34,7 +34,7 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from ingest_core.errors import IngestError
+from ingest_core.errors import DnsTemporaryError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -50,10 +50,6 @@ MAX_ENTRIES = 10_000
 MAX_ATTEMPT_S = 2.0
 TRIP_AFTER = 10
 COOLDOWN_S = 30.0
-
-
-class DnsTemporaryError(IngestError):
-    """A lookup timed out or every server failed: the answer is unknown, not empty."""
 
 
 class _TimedOut(Exception):

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import spf
 
-from ingest_core.errors import ConfigError
+from ingest_core.errors import ConfigError, DnsTemporaryError
 from ingest_core.headers import HEAD_LIMIT, header_fields, read_head
 from ingest_core.sender import dmarc
 from ingest_core.sender.dkim import signer, verify_arc, verify_dkim
-from ingest_core.sender.dns import DnsResolver, DnsTemporaryError
+from ingest_core.sender.dns import DnsResolver
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from ingest_core.errors import ConfigError
-from ingest_core.sender.dns import DnsResolver, DnsTemporaryError, parse_nameserver
+from ingest_core.errors import ConfigError, DnsTemporaryError
+from ingest_core.sender.dns import DnsResolver, parse_nameserver
 from ingest_core.settings import Settings
 from tests.dnsstub import StubDns, running_stub
 

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 import dkim
 import dns.resolver
 
-from ingest_core.sender.dns import DnsResolver
-from ingest_core.sender.verifier import DnsSenderVerifier
+from ingest_core.sender import DnsResolver, DnsSenderVerifier
 from tests.dnsstub import DkimKey, dkim_sign, make_dkim_key, running_stub
 
 if TYPE_CHECKING:

@@ -71,7 +71,7 @@ class App:
     def verifier(self) -> SenderVerifier:
         """The sender-authentication verifier (DNS), built on first use."""
         if "verifier" not in self.extras:
-            from ingest_core.sender.verifier import build_verifier
+            from ingest_core.sender import build_verifier
 
             built: SenderVerifier = build_verifier(self.settings)  # checked against the port
             self.extras["verifier"] = built

@@ -35,7 +35,7 @@ from opentelemetry import trace
 
 from ingest_core.errors import IngestError, ObjectNotFound, RetryLater, StoreUnavailable
 from ingest_core.mime import ManifestError, iter_attachments, parse_message
-from ingest_core.sender.gate import SenderCheck, check_sender
+from ingest_core.sender import SenderCheck, check_sender
 
 if TYPE_CHECKING:
     import uuid
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ingest_core.mime import MimeLimits
     from ingest_core.model import Attachment, StoredMessage
     from ingest_core.ports import BlobStore, MessageRepository
-    from ingest_core.sender.policy import PolicyDecision
+    from ingest_core.sender import PolicyDecision
 
 PARSER_VERSION = "mime-2"
 COPY_CHUNK = 1 << 20

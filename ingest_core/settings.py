@@ -139,7 +139,7 @@ class Settings:
         if not self.domains:
             raise ConfigError("INGEST_DOMAINS names no domain")
         if self.dns_servers:
-            from ingest_core.sender.dns import parse_nameserver
+            from ingest_core.sender import parse_nameserver
 
             for server in self.dns_servers:
                 try:

@@ -16,7 +16,7 @@ from huey import crontab
 
 from ingest_core.errors import RetryLater
 from ingest_core.extraction import extract_message
-from ingest_core.sender.gate import SenderCheck
+from ingest_core.sender import SenderCheck
 from ingest_core.telemetry import link_from
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ingest_core.model import TenantStatus
-from ingest_core.sender.policy import SenderPolicy
+from ingest_core.sender import SenderPolicy
 
 if TYPE_CHECKING:
     import argparse

@@ -17,7 +17,7 @@ import pytest
 from ingest_core.bootstrap import App, open_app
 from ingest_core.model import MessageStatus
 from ingest_core.ports import Envelope
-from ingest_core.sender.policy import SenderPolicy
+from ingest_core.sender import SenderPolicy
 from ingest_core.settings import Settings
 from ingest_core.spool import Spool
 from tests.dnsstub import DkimKey, dkim_sign, make_dkim_key, running_stub

@@ -8,7 +8,7 @@ import pytest
 
 from ingest_core.adapters.postgres import TenantAdmin, TenantError
 from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdmin
-from ingest_core.sender.policy import SenderPolicy, SenderRules
+from ingest_core.sender import SenderPolicy, SenderRules
 
 
 def test_rules_are_per_tenant(pg_pool):

@@ -10,9 +10,14 @@ import re
 import dkim
 import pytest
 
+from ingest_core.sender import (
+    DkimResult,
+    DnsResolver,
+    DnsSenderVerifier,
+    SenderAuth,
+    build_verifier,
+)
 from ingest_core.sender.dmarc import organizational_domain, parse_record
-from ingest_core.sender.dns import DnsResolver
-from ingest_core.sender.verifier import DkimResult, DnsSenderVerifier, SenderAuth, build_verifier
 from ingest_core.settings import Settings
 from tests.dnsstub import DkimKey, StubDns, dkim_sign, make_dkim_key, make_ed25519_key
 

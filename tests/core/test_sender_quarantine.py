@@ -13,8 +13,7 @@ from ingest_core.adapters.memory import (
 from ingest_core.bootstrap import extraction_config
 from ingest_core.extraction import Outcome, extract_message
 from ingest_core.model import MessageStatus
-from ingest_core.sender.gate import SenderCheck
-from ingest_core.sender.policy import SenderPolicy, SenderRules
+from ingest_core.sender import SenderCheck, SenderPolicy, SenderRules
 from tests.core.test_extraction import _received
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest_core.adapters.postgres.common import Pool, database_errors
 from ingest_core.errors import TenantError
-from ingest_core.sender.policy import SenderPolicy, SenderRules, normalise_pattern
+from ingest_core.sender import SenderPolicy, SenderRules, normalise_pattern
 
 if TYPE_CHECKING:
     import uuid

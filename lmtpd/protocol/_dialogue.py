@@ -41,12 +41,19 @@ class Decision(enum.Enum):
     DATA = "data"
 
 
+class DataMode(enum.Enum):
+    """How a transaction's content is being sent, once it began."""
+
+    DATA = "DATA"  # one dot-terminated DATA
+    BDAT = "BDAT"  # byte-counted BDAT chunks (CHUNKING)
+
+
 @dataclass(slots=True)
 class Transaction:
     mail: MailFrom
     recipients: list[str] = field(default_factory=list)
     rcpt_attempted: bool = False
-    data_mode: str | None = None  # "DATA" or "BDAT" once the content began
+    data_mode: DataMode | None = None  # None until the content began
     body_size: int = 0
     oversize: bool = False
 
@@ -203,7 +210,7 @@ class Dialogue:
         if refusal is not None:
             self._reply(refusal)
             return
-        self._transaction().data_mode = "DATA"
+        self._transaction().data_mode = DataMode.DATA
         self._phase = Phase.DATA
         self._dots = DotDecoder()
         self._reply(r.START_DATA)
@@ -220,12 +227,12 @@ class Dialogue:
             then: Event | None = None
             if failed is not None:  # RFC 3030: a refused BDAT fails the transaction
                 self._end_transaction()
-                then = DataAborted("syntax") if failed.data_mode else TransactionReset()
+                then = DataAborted("syntax") if failed.data_mode is not None else TransactionReset()
             self._start_chunk(Chunk(args.size, args.last, refusal, then))
             return
         txn = self._transaction()
         if txn.data_mode is None:
-            txn.data_mode = "BDAT"
+            txn.data_mode = DataMode.BDAT
             self._events.append(DataStart())
         if txn.body_size + args.size > self._max_message_bytes:
             txn.oversize = True
@@ -236,7 +243,7 @@ class Dialogue:
         txn = self._txn
         if txn is None:
             return r.NEED_MAIL if self._lhlo_done else r.NEED_LHLO
-        if txn.data_mode is not None and not (bdat and txn.data_mode == "BDAT"):
+        if txn.data_mode is not None and not (bdat and txn.data_mode is DataMode.BDAT):
             return r.BAD_SEQUENCE
         if not txn.rcpt_attempted:
             return r.NEED_RCPT

@@ -1,4 +1,4 @@
-"""Ports of the core (DESIGN §4b). Synchronous on purpose: the huey worker calls
+"""Ports of the core (docs/contracts.md#ports). Synchronous on purpose: the huey worker calls
 them directly; the trio server and the milter call them in worker threads."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 if TYPE_CHECKING:
     import uuid
     from collections.abc import Mapping, Sequence
+    from contextvars import Context
     from datetime import datetime
 
+    from ingest_core.errors import StoreUnavailable
     from ingest_core.model import (
         Attachment,
         AuthVerdict,
@@ -88,6 +90,41 @@ class InboundChannelPort(Protocol):
 
     def accept(self, envelope: Envelope, spool: Spool) -> list[RecipientOutcome]: ...
 
+    def accept_batch(self, deliveries: Sequence[Delivery]) -> AcceptedBatch:
+        """:meth:`accept` for several messages at once (one call, one transaction);
+        the extraction jobs are left for :meth:`schedule`, after the replies."""
+        ...
+
+    def schedule(self, jobs: Sequence[Job]) -> None:
+        """Enqueue the extraction of accepted messages; never raises (a job that
+        cannot be queued is left to the sweeper: its row is RECEIVED)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message for :meth:`InboundChannelPort.accept_batch`. ``context``: the
+    channel's context for this message (log fields, the current span), in which
+    its outcome is logged and traced."""
+
+    envelope: Envelope
+    spool: Spool
+    context: Context | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An extraction to enqueue, in the context of the accept that made it."""
+
+    message_id: uuid.UUID
+    context: Context | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedBatch:
+    outcomes: list[list[RecipientOutcome]]  # per delivery, one per recipient in order
+    jobs: list[Job]
+
 
 class NotCached:
     """What :meth:`TenantDirectory.peek` says when it has no answer at hand."""
@@ -126,10 +163,15 @@ class BlobStore(Protocol):
         """A cheap call that raises StoreUnavailable unless the store is reachable."""
         ...
 
+    def put_many(self, items: Sequence[tuple[str, Spool]]) -> list[StoreUnavailable | None]:
+        """:meth:`put` for several objects at once (syncs shared where the store
+        can); per item, None once durable or the error that item met."""
+        ...
+
 
 class MessageRepository(Protocol):
     def record_received(self, message: NewMessage) -> Recorded:
-        """Insert one inbound_message (DESIGN §4 step 3), committed on return."""
+        """Insert one inbound_message, committed on return (docs/contracts.md#durable-accept)."""
         ...
 
     def record_many(self, messages: Sequence[NewMessage]) -> list[Recorded]:

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from ingest_core import addressing
-from ingest_core.errors import DirectoryUnavailable, QueueUnavailable, StoreUnavailable
+from ingest_core.errors import (
+    DirectoryUnavailable,
+    QueueUnavailable,
+    RecordRejected,
+    StoreUnavailable,
+)
 from ingest_core.group_commit import GroupCommit
 from ingest_core.headers import HeaderSummary, read_head, summarise
 from ingest_core.model import NewMessage, Recorded, RecordKind, Tenant
 from ingest_core.ports import (
+    AcceptedBatch,
     BlobStore,
+    Delivery,
     Envelope,
+    Job,
     JobQueue,
     MessageRepository,
     NotCached,
@@ -28,7 +39,12 @@ from ingest_core.ports import (
 )
 
 if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Callable, Iterator, Sequence
+
     from ingest_core.spool import Spool
+
+T = TypeVar("T")
 
 log = logging.getLogger("ingest.accept")
 tracer = trace.get_tracer("ingest_core.service")
@@ -98,77 +114,212 @@ class InboundService:
         return RecipientDecision(address, routed) if isinstance(routed, Reply) else routed
 
     def accept(self, envelope: Envelope, spool: Spool) -> list[RecipientOutcome]:
-        """One outcome per accepted recipient, in RCPT order."""
-        with tracer.start_as_current_span("accept") as span:
-            span.set_attribute("message.size", spool.size)
-            span.set_attribute("message.recipients", len(envelope.recipients))
-            with spool.open() as source:
-                headers = summarise(read_head(source))
-            replies: dict[object, tuple[Reply, Recorded | None]] = {}
-            outcomes: list[RecipientOutcome] = []
-            for decision in envelope.recipients:
-                tenant = decision.tenant
-                if tenant is None:
-                    raise ValueError("accept() takes accepted recipients only")
-                started = time.monotonic()
-                if tenant.id not in replies:
-                    replies[tenant.id] = self._accept_for(
-                        tenant, decision, envelope, spool, headers
-                    )
-                reply, recorded = replies[tenant.id]
-                outcome = RecipientOutcome(
-                    decision.address, reply, recorded.id if recorded else None
-                )
-                _log_outcome(outcome, tenant, headers, spool, recorded, time.monotonic() - started)
-                outcomes.append(outcome)
-            return outcomes
+        """One outcome per accepted recipient, in RCPT order; extraction enqueued.
+        For callers with a thread per message: their rows share group commits."""
+        batch = self._accept([Delivery(envelope, spool)], self._record_in_groups)
+        self.schedule(batch.jobs)
+        return batch.outcomes[0]
 
-    def _accept_for(
+    def accept_batch(self, deliveries: Sequence[Delivery]) -> AcceptedBatch:
+        """Several messages in one call: their objects written together (syncs
+        shared), their rows in one transaction. Nothing is enqueued here: the
+        caller replies first and then calls :meth:`schedule` (the rows are the
+        truth; a job lost meanwhile is the sweeper's)."""
+        return self._accept(deliveries, self._record_batch)
+
+    def schedule(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            _run_in(job.context, self._enqueue, job.message_id)
+
+    def _accept(
         self,
-        tenant: Tenant,
-        decision: RecipientDecision,
-        envelope: Envelope,
-        spool: Spool,
-        headers: HeaderSummary,
-    ) -> tuple[Reply, Recorded | None]:
-        key = raw_object_key(tenant, spool.sha256)
-        try:
-            with tracer.start_as_current_span("blob.put"):
-                self._store.put(key, spool)
-            with tracer.start_as_current_span("db.insert"):
-                recorded = self._records.submit(
-                    _new_message(tenant, decision.address, envelope, spool, headers, key)
-                )
-        except StoreUnavailable as exc:
-            log.warning(
-                "storage unavailable", extra={"org_id": str(tenant.id), "error": type(exc).__name__}
-            )
-            return STORAGE_UNAVAILABLE, None
-        if recorded.kind is RecordKind.CONFLICT_STORED:
-            log.warning(
-                "Message-ID reused for different content; stored as its own row",
-                extra={"org_id": str(tenant.id), "message_id": str(recorded.id)},
-            )
-        if recorded.kind is not RecordKind.DUPLICATE:
-            self._enqueue(recorded)
-        word = "duplicate" if recorded.kind is RecordKind.DUPLICATE else "accepted"
-        return Reply(250, "2.0.0", f"{recorded.id} {word}"), recorded
+        deliveries: Sequence[Delivery],
+        record: Callable[[Sequence[NewMessage]], list[Recorded | StoreUnavailable]],
+    ) -> AcceptedBatch:
+        started = time.monotonic()
+        batch = [_Accepting(d, d.context or contextvars.copy_context()) for d in deliveries]
+        for accepting in batch:
+            accepting.begin(self._config)
+        with _timed() as put_time:
+            puts = self._put_objects(batch)
+        news = [(a, task) for a in batch for task in a.tasks if puts.get(task.key) is None]
+        with _timed() as insert_time:
+            results = record([task.message for _, task in news]) if news else []
+        for (_, task), result in zip(news, results, strict=True):
+            task.result = result
+        jobs: list[Job] = []
+        for accepting in batch:
+            accepting.trace("blob.put", put_time)
+            accepting.trace("db.insert", insert_time)
+            for task in accepting.tasks:
+                if task.result is None:
+                    task.result = puts.get(task.key)
+            jobs += _run_in(accepting.context, accepting.finish, started)
+        return AcceptedBatch([a.outcomes for a in batch], jobs)
 
-    def _enqueue(self, recorded: Recorded) -> None:
+    def _put_objects(self, batch: Sequence[_Accepting]) -> dict[str, StoreUnavailable | None]:
+        items = {task.key: a.delivery.spool for a in batch for task in a.tasks}
+        keys = list(items)
+        try:
+            errors = self._store.put_many([(key, items[key]) for key in keys])
+        except StoreUnavailable as exc:
+            errors = [exc] * len(keys)
+        return dict(zip(keys, errors, strict=True))
+
+    def _record_batch(self, messages: Sequence[NewMessage]) -> list[Recorded | StoreUnavailable]:
+        """One transaction for all; when the database refuses the data, each on
+        its own, so one bad row costs only its own message a 451."""
+        try:
+            return list(self._repository.record_many(messages))
+        except RecordRejected:
+            return [self._record_one(message) for message in messages]
+        except StoreUnavailable as exc:
+            return [exc] * len(messages)
+
+    def _record_one(self, message: NewMessage) -> Recorded | StoreUnavailable:
+        try:
+            return self._repository.record_many([message])[0]
+        except StoreUnavailable as exc:
+            return exc
+
+    def _record_in_groups(
+        self, messages: Sequence[NewMessage]
+    ) -> list[Recorded | StoreUnavailable]:
+        results: list[Recorded | StoreUnavailable] = []
+        for message in messages:
+            try:
+                results.append(self._records.submit(message))
+            except StoreUnavailable as exc:
+                results.append(exc)
+        return results
+
+    def _enqueue(self, message_id: uuid.UUID) -> None:
         try:
             with tracer.start_as_current_span("enqueue"):
-                self._queue.enqueue_extraction(recorded.id)
+                self._queue.enqueue_extraction(message_id)
         except QueueUnavailable:
             # The row is committed and stays RECEIVED: the sweeper enqueues it later.
             log.warning(
-                "queue unavailable; left for the sweeper", extra={"message_id": str(recorded.id)}
+                "queue unavailable; left for the sweeper", extra={"message_id": str(message_id)}
             )
         except Exception:
             # Durable already: an unexpected queue error must not turn the 250 into
             # a 4xx. The sweeper finds the RECEIVED row.
             log.exception(
-                "enqueue failed; left for the sweeper", extra={"message_id": str(recorded.id)}
+                "enqueue failed; left for the sweeper", extra={"message_id": str(message_id)}
             )
+
+
+@dataclass(slots=True)
+class _Task:
+    """One tenant's copy of a message: its object key, row and result."""
+
+    tenant: Tenant
+    key: str
+    message: NewMessage
+    result: Recorded | StoreUnavailable | None = None
+
+
+@dataclass(slots=True)
+class _Accepting:
+    """One delivery on its way through a batch."""
+
+    delivery: Delivery
+    context: contextvars.Context
+    tasks: list[_Task] = field(default_factory=list)
+    headers: HeaderSummary | None = None
+    span: trace.Span | None = None
+    outcomes: list[RecipientOutcome] = field(default_factory=list)
+
+    def begin(self, config: AcceptConfig) -> None:
+        envelope, spool = self.delivery.envelope, self.delivery.spool
+        self.span = self.context.run(tracer.start_span, "accept")
+        self.span.set_attribute("message.size", spool.size)
+        self.span.set_attribute("message.recipients", len(envelope.recipients))
+        with spool.open() as source:
+            self.headers = headers = summarise(read_head(source))
+        seen: set[object] = set()
+        for decision in envelope.recipients:
+            tenant = decision.tenant
+            if tenant is None:
+                raise ValueError("accept() takes accepted recipients only")
+            if tenant.id not in seen:
+                seen.add(tenant.id)
+                key = raw_object_key(tenant, spool.sha256)
+                message = _new_message(tenant, decision.address, envelope, spool, headers, key)
+                self.tasks.append(_Task(tenant, key, message))
+
+    def trace(self, name: str, window: _Window) -> None:
+        assert self.span is not None
+        parent = trace.set_span_in_context(self.span)
+        tracer.start_span(name, context=parent, start_time=window.start).end(window.end)
+
+    def finish(self, started: float) -> list[Job]:
+        """The replies, one log line per recipient, and the jobs to enqueue."""
+        assert self.span is not None
+        assert self.headers is not None
+        by_tenant = {task.tenant.id: task for task in self.tasks}
+        jobs: list[Job] = []
+        for decision in self.delivery.envelope.recipients:
+            assert decision.tenant is not None
+            task = by_tenant[decision.tenant.id]
+            reply, recorded = _reply_for(task)
+            outcome = RecipientOutcome(decision.address, reply, recorded.id if recorded else None)
+            self.outcomes.append(outcome)
+            _log_outcome(
+                outcome, task.tenant, self.headers, self.delivery.spool, recorded,
+                time.monotonic() - started,
+            )  # fmt: skip
+        for task in self.tasks:
+            recorded = task.result if isinstance(task.result, Recorded) else None
+            if recorded is not None and recorded.kind is not RecordKind.DUPLICATE:
+                jobs.append(Job(recorded.id, self._job_context()))
+        self.span.end()
+        return jobs
+
+    def _job_context(self) -> contextvars.Context:
+        """This delivery's context with the accept span current: the enqueue
+        span becomes its child, and the job carries it to the extraction."""
+        assert self.span is not None
+        job_context = self.context.copy()
+        job_context.run(otel_context.attach, trace.set_span_in_context(self.span))
+        return job_context
+
+
+def _reply_for(task: _Task) -> tuple[Reply, Recorded | None]:
+    result = task.result
+    if not isinstance(result, Recorded):
+        log.warning(
+            "storage unavailable",
+            extra={"org_id": str(task.tenant.id), "error": type(result).__name__},
+        )
+        return STORAGE_UNAVAILABLE, None
+    if result.kind is RecordKind.CONFLICT_STORED:
+        log.warning(
+            "Message-ID reused for different content; stored as its own row",
+            extra={"org_id": str(task.tenant.id), "message_id": str(result.id)},
+        )
+    word = "duplicate" if result.kind is RecordKind.DUPLICATE else "accepted"
+    return Reply(250, "2.0.0", f"{result.id} {word}"), result
+
+
+@dataclass(slots=True)
+class _Window:
+    start: int = 0
+    end: int = 0
+
+
+@contextmanager
+def _timed() -> Iterator[_Window]:
+    window = _Window(time.time_ns())
+    try:
+        yield window
+    finally:
+        window.end = time.time_ns()
+
+
+def _run_in(context: contextvars.Context | None, fn: Callable[..., T], *args: object) -> T:
+    return context.run(fn, *args) if context is not None else fn(*args)
 
 
 def _decision_for(address: str, tenant: Tenant | None) -> RecipientDecision:

@@ -66,6 +66,16 @@ class MemoryBlobStore:
         with spool.open() as source:
             self.put_file(key, source, spool.size)
 
+    def put_many(self, items: Sequence[tuple[str, Spool]]) -> list[StoreUnavailable | None]:
+        errors: list[StoreUnavailable | None] = []
+        for key, spool in items:
+            try:
+                self.put(key, spool)
+                errors.append(None)
+            except StoreUnavailable as exc:
+                errors.append(exc)
+        return errors
+
     def put_file(self, key: str, source: BinaryIO, size: int) -> None:
         if self.failing:
             raise StoreUnavailable("object store unavailable (fake)")

@@ -23,7 +23,9 @@ import io
 import os
 import re
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +54,8 @@ _READ_CHUNK = 1 << 20
 _PART_SIZE = 5 << 20
 _PARTS_IN_FLIGHT = 2
 _PROBE_KEY = "health/readiness-probe"
+_PARALLEL_PUTS = 16
+_POOL_LOCK = threading.Lock()
 _KEY = re.compile(r"[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*")
 
 
@@ -78,20 +82,50 @@ class LocalObjectStore:
             self.put_file(key, source, spool.size)
 
     def put_file(self, key: str, source: BinaryIO, size: int) -> None:
-        path = self._path(key)
         try:
-            if _size_or_none(path) == size:
-                # Already there; its folder entry may predate a failed sync.
-                self._folder_syncs.submit(path.parent)
-                return
-            created = _make_dirs(path.parent)
-            self._write_atomically(path, source, size)
-            for folder in {path.parent, *(made.parent for made in created)}:
+            for folder in self._write(key, source, size):
                 self._folder_syncs.submit(folder)
         except OSError as exc:
             raise StoreUnavailable(
                 f"local object store: writing {key} failed ({type(exc).__name__})"
             ) from exc
+
+    def put_many(self, items: Sequence[tuple[str, Spool]]) -> list[StoreUnavailable | None]:
+        """Each file written and fsync'd, then each folder they are in fsync'd
+        once for all of them: a batch of N objects in one folder costs N + 1
+        syncs instead of 2N."""
+        errors: list[StoreUnavailable | None] = []
+        folders: dict[Path, None] = {}
+        for key, spool in items:
+            try:
+                with spool.open() as source:
+                    folders.update(dict.fromkeys(self._write(key, source, spool.size)))
+                errors.append(None)
+            except StoreUnavailable as exc:
+                errors.append(exc)
+            except OSError as exc:
+                errors.append(
+                    StoreUnavailable(
+                        f"local object store: writing {key} failed ({type(exc).__name__})"
+                    )
+                )
+        try:
+            _fsync_dirs(list(folders))
+        except OSError as exc:
+            failed = StoreUnavailable(
+                f"local object store: folder sync failed ({type(exc).__name__})"
+            )
+            errors = [error or failed for error in errors]
+        return errors
+
+    def _write(self, key: str, source: BinaryIO, size: int) -> list[Path]:
+        """Write the object durably but for its folder entries; the folders to sync."""
+        path = self._path(key)
+        if _size_or_none(path) == size:
+            return [path.parent]  # already there; its folder entry may predate a failed sync
+        created = _make_dirs(path.parent)
+        self._write_atomically(path, source, size)
+        return list(dict.fromkeys([path.parent, *(made.parent for made in created)]))
 
     @staticmethod
     def _write_atomically(path: Path, source: BinaryIO, size: int) -> None:
@@ -179,6 +213,7 @@ class S3ObjectStore:
             raise ConfigError(f"S3 object store URL must look like s3://bucket/prefix, not {url!r}")
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/") or None
+        self._pool: ThreadPoolExecutor | None = None
         config = {
             "endpoint": endpoint,
             "access_key_id": access_key_id,
@@ -227,6 +262,18 @@ class S3ObjectStore:
     def put(self, key: str, spool: Spool) -> None:
         with spool.open() as source:
             self.put_file(key, source, spool.size)
+
+    def put_many(self, items: Sequence[tuple[str, Spool]]) -> list[StoreUnavailable | None]:
+        """The puts of a batch in parallel (each is a HEAD and a PUT round trip)."""
+        if len(items) <= 1:
+            return [_put_or_error(self, key, spool) for key, spool in items]
+        return list(self._uploads().map(lambda item: _put_or_error(self, *item), items))
+
+    def _uploads(self) -> ThreadPoolExecutor:
+        with _POOL_LOCK:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_PARALLEL_PUTS, thread_name_prefix="s3-put")
+            return self._pool
 
     def put_file(self, key: str, source: BinaryIO, size: int) -> None:
         check_key(key)
@@ -352,6 +399,16 @@ def _make_dirs(folder: Path) -> list[Path]:
     for path in reversed(missing):
         path.mkdir(exist_ok=True)
     return missing
+
+
+def _put_or_error(store: S3ObjectStore, key: str, spool: Spool) -> StoreUnavailable | None:
+    try:
+        store.put(key, spool)
+    except StoreUnavailable as exc:
+        return exc
+    except ObjectNotFound:
+        return StoreUnavailable(f"S3 object store: bucket {store.bucket} not found")
+    return None
 
 
 def _fsync_dirs(folders: Sequence[Path]) -> list[None]:

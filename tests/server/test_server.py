@@ -241,14 +241,18 @@ async def test_accept_loop_survives_running_out_of_descriptors(
     start_server, nursery, autojump_clock
 ) -> None:
     import errno
+    import functools
 
     import trio.testing
 
     h = await start_server()
     client_side, server_side = trio.testing.memory_stream_pair()
 
-    class ExhaustedListener:
+    class ExhaustedListener(trio.abc.Listener):
         calls = 0
+
+        async def aclose(self):
+            pass
 
         async def accept(self):
             self.calls += 1
@@ -259,7 +263,12 @@ async def test_accept_loop_survives_running_out_of_descriptors(
             await trio.sleep_forever()
 
     listener = ExhaustedListener()
-    nursery.start_soon(h.server._accept_loop, listener, nursery)
+    # the server serves its listeners with trio.serve_listeners and its own handler
+    nursery.start_soon(
+        functools.partial(
+            trio.serve_listeners, h.server.handle, [listener], handler_nursery=nursery
+        )
+    )
     client = RawClient(client_side)
     assert await client.code() == 220
     assert listener.calls >= 3

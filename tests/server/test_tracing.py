@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import trio
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -36,6 +37,10 @@ async def test_accept_span_tree(start_server, spans: InMemorySpanExporter) -> No
     await client.send(b"Subject: traced\r\n\r\nbody\r\n.\r\n")
     assert await client.code() == 250
 
+    # the job is enqueued after the reply (the row is durable already)
+    with trio.fail_after(10):
+        while not any(s.name == "enqueue" for s in spans.get_finished_spans()):  # noqa: ASYNC110
+            await trio.sleep(0.01)
     finished = {span.name: span for span in spans.get_finished_spans()}
     assert {"lmtp.transaction", "accept", "blob.put", "db.insert", "enqueue"} <= set(finished)
     root = finished["lmtp.transaction"]

@@ -1,4 +1,4 @@
-"""Recipient addressing: ``orders+{org_slug}@{domain}`` → slug (DESIGN §3).
+"""Recipient addressing: ``orders+{org_slug}@{domain}`` → slug (docs/contracts.md#lmtp).
 
 One rule set for every channel: the milter at the SMTP edge and the LMTP server
 both call :func:`route`. The tag must be ASCII *before* its case is folded:

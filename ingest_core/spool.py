@@ -2,8 +2,9 @@
 
 Memory holds at most ``threshold`` bytes of a message; beyond that the bytes go to
 an anonymous temporary file. ``sha256`` names the exact bytes; ``content_sha256``
-skips the leading block of trace fields (DESIGN §4) so that a copy which differs
-only in the ``Received:`` lines our own edge prepends is recognised as the same.
+skips the leading block of trace fields (docs/contracts.md#durable-accept) so that
+a copy which differs only in the ``Received:`` lines our own edge prepends is
+recognised as the same.
 """
 
 from __future__ import annotations

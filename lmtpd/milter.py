@@ -1,4 +1,4 @@
-"""The RCPT-time milter: Postfix asks us before it accepts a recipient (DESIGN §1, §9).
+"""The RCPT-time milter: Postfix asks us before it accepts a recipient (docs/architecture.md).
 
 The milter applies the LMTP server's own recipient check, so an unknown or disabled
 tenant is refused at the public edge (``550`` while the sender's MTA is still

@@ -1,4 +1,4 @@
--- Initial schema (DESIGN §5). Applied once, in one transaction, by migrate().
+-- Initial schema (docs/schema.md). Applied once, in one transaction, by migrate().
 
 CREATE TABLE organization (
     id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),

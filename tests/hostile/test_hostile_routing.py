@@ -2,9 +2,9 @@
 Postgres tenant directory → rows.
 
 Tenants: acme, globex, kiwi (active) and gone (disabled). Every address gets
-its documented reply (DESIGN §3): unknown domain 550 5.1.2; unknown mailbox,
-tag or tenant 550 5.1.1; disabled tenant 550 5.2.1; non-ASCII without SMTPUTF8
-553 5.6.7; malformed 501 5.1.3. An accepted address is stored under exactly
+its documented reply (docs/contracts.md#lmtp): unknown domain 550 5.1.2;
+unknown mailbox, tag or tenant 550 5.1.1; disabled tenant 550 5.2.1; non-ASCII
+without SMTPUTF8 553 5.6.7; malformed 501 5.1.3. An accepted address is stored under exactly
 the tenant its ASCII tag names, never another.
 """
 

@@ -1,8 +1,8 @@
 """Reads for ``ingest export``: one tenant's messages and attachment manifests.
 
-Operator code, explicitly cross-tenant like ``operator`` (DESIGN §4b): the
-tenant is named by slug, and every query filters on its ``org_id``. Nothing that
-serves a tenant may use this module.
+Operator code, explicitly cross-tenant like ``operator``
+(docs/contracts.md#ports): the tenant is named by slug, and every query filters
+on its ``org_id``. Nothing that serves a tenant may use this module.
 
 Everything is read on one connection, in one ``REPEATABLE READ, READ ONLY``
 transaction: the counts, the messages and the attachments all come from the same

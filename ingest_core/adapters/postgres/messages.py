@@ -1,4 +1,4 @@
-"""``MessageRepository`` on Postgres (DESIGN §4 step 3, §5).
+"""``MessageRepository`` on Postgres (docs/contracts.md#durable-accept, docs/schema.md).
 
 Every method is one short transaction on a pooled connection; the pool's
 context manager commits on success and rolls back on error. Reads that serve a

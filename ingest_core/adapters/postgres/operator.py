@@ -1,7 +1,7 @@
 """Operator queries: explicitly cross-tenant, for `ingest messages` and `ingest replay`.
 
-Nothing that serves a tenant may use this module (DESIGN §4b): tenant-facing reads
-live on the repository and always take an org_id.
+Nothing that serves a tenant may use this module (docs/contracts.md#ports):
+tenant-facing reads live on the repository and always take an org_id.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     import uuid
     from datetime import datetime
 
+# The largest message we take unless INGEST_MAX_MESSAGE_BYTES says otherwise:
+# 35 MiB (36,700,160 bytes), 1 MiB above Postfix's message_size_limit in deploy/.
+MAX_MESSAGE_BYTES = 35 * 1024 * 1024
+
 
 class TenantStatus(enum.StrEnum):
     ACTIVE = "active"

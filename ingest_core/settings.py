@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest_core.errors import ConfigError
+from ingest_core.model import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -33,7 +34,6 @@ def _networks(text: str) -> tuple[Network, ...]:
 
 
 LOCAL_NETWORKS = _networks("127.0.0.0/8,::1")
-MAX_MESSAGE_BYTES = 35 * 1024 * 1024  # 36,700,160: 35 MiB
 
 
 @dataclass(frozen=True, slots=True)

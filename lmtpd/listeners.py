@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ingest_core.settings import Network
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["Network", "bound_address", "open_listeners", "parse_listen", "peer_allowed"]
 
 
 def parse_listen(spec: str) -> tuple[str, int] | str:

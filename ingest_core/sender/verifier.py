@@ -24,6 +24,7 @@ import spf
 
 from ingest_core.errors import ConfigError, DnsTemporaryError
 from ingest_core.headers import HEAD_LIMIT, header_fields, read_head
+from ingest_core.model import MAX_MESSAGE_BYTES
 from ingest_core.sender import dmarc
 from ingest_core.sender.dkim import signer, verify_arc, verify_dkim
 from ingest_core.sender.dns import DnsResolver
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ingest.sender")
 
-MAX_MESSAGE_BYTES = 36_700_160
 MAX_DKIM_SIGNATURES = 10
 _TOKEN = re.compile(r"[^A-Za-z0-9._@+=-]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

@@ -7,13 +7,15 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ingest_core.model import MessageStatus
+
 if TYPE_CHECKING:
     import argparse
     import uuid
 
     from ingest_core import bootstrap
 
-_STATUSES = ("RECEIVED", "PROCESSING", "PROCESSED", "FAILED", "QUARANTINED")
+_STATUSES = tuple(status.value for status in MessageStatus)
 
 
 def add_parser(sub: Any) -> None:

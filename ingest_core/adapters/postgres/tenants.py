@@ -3,15 +3,13 @@ administration the ``ingest tenants`` commands use."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ingest_core.adapters.postgres.common import Pool, database_errors
+from ingest_core.addressing import SLUG_PATTERN
 from ingest_core.errors import DirectoryUnavailable, TenantError
 from ingest_core.model import Tenant, TenantStatus
 from ingest_core.ports import NOT_CACHED, NotCached
-
-SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 class PostgresTenantDirectory:

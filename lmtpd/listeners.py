@@ -16,7 +16,14 @@ from ingest_core.settings import Network
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Network", "bound_address", "open_listeners", "parse_listen", "peer_allowed"]
+__all__ = [
+    "Network",
+    "bound_address",
+    "format_address",
+    "open_listeners",
+    "parse_listen",
+    "peer_allowed",
+]
 
 
 def parse_listen(spec: str) -> tuple[str, int] | str:
@@ -64,7 +71,11 @@ def bound_address(listeners: list[trio.SocketListener]) -> str:
     name = listeners[0].socket.getsockname()
     if isinstance(name, str):
         return f"unix:{name}"
-    host, port = name[0], name[1]
+    return format_address(name[0], name[1])
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, or ``[v6]:port`` for an IPv6 host: what ``parse_listen`` reads."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

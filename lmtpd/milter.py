@@ -37,7 +37,7 @@ from purepythonmilter import (
 
 from ingest_core.addressing import DIRECTORY_UNAVAILABLE
 from ingest_core.ports import RecipientDecision, Reply
-from lmtpd.listeners import Network, parse_listen, peer_allowed
+from lmtpd.listeners import Network, format_address, parse_listen, peer_allowed
 
 log = logging.getLogger("ingest.milter")
 
@@ -202,9 +202,7 @@ async def _start(listen: str, handler: ConnectionHandler) -> tuple[asyncio.base_
     host, port = target
     server = await asyncio.start_server(handler, host, port)
     bound = server.sockets[0].getsockname()
-    bound_host, bound_port = str(bound[0]), int(bound[1])
-    shown = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
-    return server, shown
+    return server, format_address(str(bound[0]), int(bound[1]))
 
 
 async def _stop(server: asyncio.base_events.Server, backend: _MilterBackend) -> None:

@@ -12,11 +12,33 @@ class IngestError(Exception):
     """Base of every error the core raises on purpose."""
 
 
-class DirectoryUnavailable(IngestError):
+class Unavailable(IngestError):
+    """A dependency could not be used. Temporary.
+
+    ``cause`` is a fixed phrase for why, for readiness and logs: one of
+    ``UNREACHABLE_CAUSES`` when the dependency could not be reached (the
+    breaker counts those), else ``"unavailable"``. Never the dependency's or a
+    sender's text."""
+
+    def __init__(self, message: str = "", *, cause: str = "unavailable") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+    @property
+    def unreachable(self) -> bool:
+        return self.cause in UNREACHABLE_CAUSES
+
+
+UNREACHABLE_CAUSES = frozenset(
+    {"connection refused", "no such file", "name not found", "timeout", "connection lost"}
+)
+
+
+class DirectoryUnavailable(Unavailable):
     """The tenant directory (database) could not be asked. Temporary."""
 
 
-class StoreUnavailable(IngestError):
+class StoreUnavailable(Unavailable):
     """An object store, database or queue call failed or timed out. Temporary."""
 
 

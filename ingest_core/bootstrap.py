@@ -22,7 +22,9 @@ from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdm
 from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
+from ingest_core.breaker import Breaker
 from ingest_core.extraction import ExtractionConfig
+from ingest_core.guarded import GuardedBlobStore
 from ingest_core.mime import MimeLimits
 from ingest_core.service import AcceptConfig, InboundService
 from ingest_core.worker.tasks import Tasks, register
@@ -91,8 +93,9 @@ class App:
 
     def remove_stale_temp_files(self, older_than_s: float = 3600.0) -> int:
         """Temp files of object writes that died mid-write (local folder store only)."""
-        if isinstance(self.store, LocalObjectStore):
-            removed = self.store.remove_stale_temp_files(older_than_s)
+        store = self.store.inner if isinstance(self.store, GuardedBlobStore) else self.store
+        if isinstance(store, LocalObjectStore):
+            removed = store.remove_stale_temp_files(older_than_s)
             if removed:
                 log.info("removed stale temp files", extra={"removed": removed})
             return removed
@@ -180,6 +183,12 @@ def sweep_config(settings: Settings) -> operations.SweepConfig:
     )
 
 
+def _breaker(name: str, settings: Settings) -> Breaker:
+    """One per dependency and process, shared by every caller (LMTP, the milter's
+    recipient checks, readiness): docs/throughput.md, "Outages"."""
+    return Breaker(name, failures=settings.breaker_failures, reset_s=settings.breaker_reset_s)
+
+
 @contextlib.contextmanager
 def open_app(
     settings: Settings,
@@ -201,11 +210,23 @@ def open_app(
     it (the consumer's, see :func:`open_worker`), else they are registered here
     with this app as their adapters."""
     database_url = database_url_for(settings)
-    pool = open_pool(database_url, timeout_s=settings.store_timeout_s, max_size=20)
+    pool = open_pool(
+        database_url,
+        timeout_s=settings.store_timeout_s,
+        acquire_timeout_s=min(settings.connect_timeout_s, settings.store_timeout_s),
+        breaker=_breaker("postgres", settings),
+        max_size=20,
+    )
     try:
         if store is None:
-            store = object_store_from_url(
-                settings.object_store_url, settings.objects_dir, timeout_s=settings.store_timeout_s
+            store = GuardedBlobStore(
+                object_store_from_url(
+                    settings.object_store_url,
+                    settings.objects_dir,
+                    timeout_s=settings.store_timeout_s,
+                    connect_timeout_s=settings.connect_timeout_s,
+                ),
+                _breaker("object store", settings),
             )
         if repository is None:
             repository = PostgresMessageRepository(pool)

@@ -57,7 +57,7 @@ class Settings:
     command_timeout_s: float = 300.0
     data_timeout_s: float = 300.0
     store_timeout_s: float = 60.0
-    connect_timeout_s: float = 2.0  # until Postgres or the object store counts as unreachable
+    connect_timeout_s: float = 1.5  # until Postgres or the object store counts as unreachable
     breaker_failures: int = 5
     breaker_reset_s: float = 5.0
     tenant_cache_s: float = 5.0

@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from ingest_core.errors import IngestError
+from ingest_core.errors import IngestError, Unavailable
 from lmtpd.listeners import bound_address, open_listeners
 from lmtpd.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-
-    from lmtpd.metrics import ServeMetrics
 
 log = logging.getLogger("ingest.http")
 
@@ -49,6 +47,15 @@ class Readiness(Protocol):
 
     def readiness_checks(self) -> Mapping[str, Callable[[], object]]:
         """Named blocking calls that raise unless their dependency is reachable."""
+        ...
+
+
+class MetricsSource(Protocol):
+    """What ``/metrics`` serves: a process's :class:`~lmtpd.metrics.ServeMetrics`,
+    or the supervisor's merge of its serving processes' metrics."""
+
+    async def render(self, limiter: trio.CapacityLimiter) -> bytes:
+        """The Prometheus text exposition; blocking reads go through ``limiter``."""
         ...
 
 
@@ -118,16 +125,20 @@ class HttpServer:
 
     def __init__(
         self,
-        metrics: ServeMetrics,
+        metrics: MetricsSource,
         readiness: Readiness | None = None,
         config: HttpConfig | None = None,
         *,
         shutting_down: Callable[[], bool] = lambda: False,
+        lmtp_status: Callable[[], Mapping[str, object]] | None = None,
     ) -> None:
+        """``lmtp_status``: the ``lmtp`` entry of ``/readyz`` (``{"ok": bool, …}``), for a
+        supervisor whose serving processes are elsewhere; ``shutting_down`` overrides it."""
         self.metrics = metrics
         self.readiness = readiness
         self.config = config or HttpConfig()
         self.shutting_down = shutting_down
+        self.lmtp_status = lmtp_status
         self.limiter = trio.CapacityLimiter(self.config.worker_threads)
         self.address: str | None = None
         self._slots = trio.Semaphore(self.config.max_connections)
@@ -223,6 +234,8 @@ class HttpServer:
         async with trio.open_nursery() as nursery:
             for name, check in checks.items():
                 nursery.start_soon(self._run_check, name, check, results)
+        if self.lmtp_status is not None:
+            results["lmtp"] = dict(self.lmtp_status())
         if self.shutting_down():
             results["lmtp"] = {"ok": False, "error": "shutting down"}
         ready = all(result["ok"] for result in results.values())
@@ -253,6 +266,8 @@ class HttpServer:
         own running mark so that at most one call per check is in flight."""
         try:
             check()
+        except Unavailable as exc:
+            return exc.cause  # a fixed phrase: "connection refused", "timeout" …
         except IngestError:
             return "unavailable"
         except Exception:

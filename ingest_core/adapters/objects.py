@@ -19,6 +19,7 @@ needs; uploads above 5 MiB are multipart with two parts in flight.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -87,7 +88,8 @@ class LocalObjectStore:
                 self._folder_syncs.submit(folder)
         except OSError as exc:
             raise StoreUnavailable(
-                f"local object store: writing {key} failed ({type(exc).__name__})"
+                f"local object store: writing {key} failed ({type(exc).__name__})",
+                cause=_os_cause(exc),
             ) from exc
 
     def put_many(self, items: Sequence[tuple[str, Spool]]) -> list[StoreUnavailable | None]:
@@ -106,7 +108,8 @@ class LocalObjectStore:
             except OSError as exc:
                 errors.append(
                     StoreUnavailable(
-                        f"local object store: writing {key} failed ({type(exc).__name__})"
+                        f"local object store: writing {key} failed ({type(exc).__name__})",
+                        cause=_os_cause(exc),
                     )
                 )
         try:
@@ -187,7 +190,9 @@ class LocalObjectStore:
             os.close(fd)
             os.unlink(name)
         except OSError as exc:
-            raise StoreUnavailable(f"local object store: {type(exc).__name__}") from exc
+            raise StoreUnavailable(
+                f"local object store: {type(exc).__name__}", cause=_os_cause(exc)
+            ) from exc
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -207,6 +212,7 @@ class S3ObjectStore:
         region: str | None = None,
         allow_http: bool = False,
         timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
@@ -227,7 +233,7 @@ class S3ObjectStore:
                 prefix=self.prefix,
                 client_options={
                     "timeout": timedelta(seconds=timeout_s),
-                    "connect_timeout": timedelta(seconds=min(timeout_s, 5.0)),
+                    "connect_timeout": timedelta(seconds=min(timeout_s, connect_timeout_s)),
                     "allow_http": allow_http,
                 },
                 retry_config={"max_retries": 2, "retry_timeout": timedelta(seconds=timeout_s)},
@@ -238,7 +244,12 @@ class S3ObjectStore:
 
     @classmethod
     def from_env(
-        cls, url: str, *, environ: Mapping[str, str] | None = None, timeout_s: float = 60.0
+        cls,
+        url: str,
+        *,
+        environ: Mapping[str, str] | None = None,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
     ) -> S3ObjectStore:
         """Endpoint and credentials from ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
         ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` (or
@@ -257,6 +268,7 @@ class S3ObjectStore:
             region=get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
             allow_http=(get("AWS_ALLOW_HTTP") or "").lower() in ("1", "true", "yes"),
             timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
         )
 
     def put(self, key: str, spool: Spool) -> None:
@@ -357,8 +369,59 @@ def _s3_errors(action: str, key: str) -> Iterator[None]:
         raise ObjectNotFound(key) from exc
     except (ObstoreError, OSError) as exc:
         raise StoreUnavailable(
-            f"S3 object store: {action} {key} failed ({type(exc).__name__})"
+            f"S3 object store: {action} {key} failed ({type(exc).__name__})",
+            cause=_s3_cause(exc),
         ) from exc
+
+
+# What obstore's error text says (its debug form names the HTTP client's error
+# kind), and the cause we report for it. "retry_timeout" is in every message.
+_S3_CAUSES = (
+    ("connectionrefused", "connection refused"),
+    ("connection refused", "connection refused"),
+    ("dns error", "name not found"),
+    ("kind: timeout", "timeout"),
+    ("timedout", "timeout"),
+    ("kind: connect", "connection lost"),
+    ("connection reset", "connection lost"),
+    ("connection closed", "connection lost"),
+    ("error sending request", "connection lost"),
+)
+
+
+def _s3_cause(exc: BaseException) -> str:
+    """The cause phrase of an S3 call's failure: unreachable ones are counted
+    by the breaker; an answer the server gave (403, 500 …) is not."""
+    if isinstance(exc, OSError):
+        return _os_cause(exc)
+    text = str(exc).lower()
+    for needle, cause in _S3_CAUSES:
+        if needle in text:
+            return cause
+    return "unavailable"
+
+
+def _os_cause(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionError):
+        return "connection lost"
+    return _FOLDER_CAUSES.get(exc.errno or 0, "unavailable")
+
+
+_FOLDER_CAUSES = {
+    errno.ENOTDIR: "not a folder",
+    errno.EEXIST: "not a folder",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left",
+    errno.EDQUOT: "no space left",
+}
 
 
 def object_store_from_url(
@@ -366,6 +429,7 @@ def object_store_from_url(
     default_root: Path,
     *,
     timeout_s: float = 60.0,
+    connect_timeout_s: float = 5.0,
     environ: Mapping[str, str] | None = None,
 ) -> LocalObjectStore | S3ObjectStore:
     """``None`` → the folder ``default_root``; ``file:///abs/path``; ``s3://bucket/prefix``
@@ -378,7 +442,9 @@ def object_store_from_url(
             raise ConfigError(f"object store URL must be file:///absolute/path, not {url!r}")
         return LocalObjectStore(Path(parts.path))
     if parts.scheme == "s3":
-        return S3ObjectStore.from_env(url, environ=environ, timeout_s=timeout_s)
+        return S3ObjectStore.from_env(
+            url, environ=environ, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s
+        )
     raise ConfigError(f"unsupported object store URL {url!r}: use file:///… or s3://bucket/…")
 
 

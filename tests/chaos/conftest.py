@@ -8,6 +8,7 @@ object is missing) and duplicates (a message with more than one row).
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from ingest_core.adapters.postgres.embedded import EmbeddedPostgres
 from ingest_core.adapters.postgres.migrate import migrate
 from ingest_core.adapters.postgres.tenants import TenantAdmin
 from tests.chaos.audit import ScenarioResult
+from tests.procs import MotoServer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -104,3 +106,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     notes = [f"{r.scenario}: {r.note}" for r in results if r.note]
     for note in notes:
         terminalreporter.write_line(f"  {note}")
+
+
+@pytest.fixture
+def moto(data_dir: Path) -> Iterator[MotoServer]:
+    """A moto S3 server this test alone uses, so it may pause or kill it."""
+    server = MotoServer(data_dir / "moto.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.alive():
+            server.signal(signal.SIGCONT)
+        server.stop()

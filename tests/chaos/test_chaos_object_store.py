@@ -27,10 +27,10 @@ from tests.chaos.load import (
     outage_under_load,
     resend_unacknowledged,
 )
-from tests.procs import IngestServer, MotoServer, ingest_env
+from tests.procs import IngestServer, MotoServer, ingest_env, wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from tests.chaos.audit import RecordScenario
@@ -144,18 +144,6 @@ def test_local_folder_mounted_read_only(
             subprocess.run(["umount", "-l", str(objects)], check=False)
 
 
-@pytest.fixture
-def moto(data_dir: Path) -> Iterator[MotoServer]:
-    server = MotoServer(data_dir / "moto.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.alive():
-            server.signal(signal.SIGCONT)
-        server.stop()
-
-
 def s3_env(data_dir: Path, acme_db: str, moto: MotoServer, url: str) -> dict[str, str]:
     return ingest_env(
         data_dir, acme_db, INGEST_OBJECT_STORE_URL=url, INGEST_STORE_TIMEOUT_S="2", **moto.aws_env()
@@ -216,6 +204,8 @@ def test_s3_server_killed_and_restarted(
 
         moto.start()  # same port, empty memory
         moto.create_bucket(bucket)
+        # the breaker opened on the refusals: service resumes once its probe succeeds
+        wait_for(lambda: deliver_once(server.port, refused[0]).code == 250, "the breaker's probe")
         resend_unacknowledged(server.port, refused)
     finally:
         server.stop()

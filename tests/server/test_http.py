@@ -206,7 +206,7 @@ async def test_readyz_names_a_broken_object_store(nursery, data_dir: Path, pg_ur
         reply = await get(address, "/readyz")
         body = json.loads(reply.body)
         assert reply.status == 503
-        assert body["object_store"] == {"ok": False, "error": "unavailable"}
+        assert body["object_store"] == {"ok": False, "error": "not a folder"}
         assert body["postgres"]["ok"]
         assert body["queue"]["ok"]
 
@@ -220,7 +220,7 @@ async def test_readyz_names_an_unreachable_database(
         reply = await get(address, "/readyz")
         body = json.loads(reply.body)
         assert reply.status == 503
-        assert body["postgres"] == {"ok": False, "error": "unavailable"}
+        assert body["postgres"] == {"ok": False, "error": "connection refused"}
         assert body["object_store"]["ok"]
         assert body["queue"]["ok"]
         text = (await get(address, "/metrics")).text

@@ -15,6 +15,8 @@ deadline, all derived from ``Settings.store_timeout_s``:
 from __future__ import annotations
 
 import math
+import threading
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +24,153 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ingest_core.errors import IngestError, StoreUnavailable
+from ingest_core.breaker import CircuitOpen
+from ingest_core.errors import StoreUnavailable, Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-Pool = ConnectionPool[psycopg.Connection[Any]]
+    from ingest_core.breaker import Breaker
+
+# What a failed connection attempt says, and the cause we report for it.
+_CONNECT_CAUSES = (
+    ("connection refused", "connection refused"),
+    ("no such file or directory", "no such file"),
+    ("could not translate host name", "name not found"),
+    ("name or service not known", "name not found"),
+    ("temporary failure in name resolution", "name not found"),
+    ("timeout expired", "timeout"),
+    ("timed out", "timeout"),
+)
+# How long a failed connection attempt stands for the database's state: while
+# the pool has no connection and the last attempt failed this recently, a call
+# tries one connection of its own before it waits for the pool.
+_RECENT_S = 5.0
+
+
+class PoolUnreachable(PoolTimeout):
+    """The pool has no connection at all, and its attempts fail: ``cause`` says how."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"no connection to the database ({cause})")
+        self.cause = cause
+
+
+def unreachable_cause(exc: BaseException) -> str | None:
+    """The cause phrase of an error that says the database cannot be reached
+    (a connection that failed or broke, a missed deadline), else None (a query
+    the database refused says nothing about reachability)."""
+    if isinstance(exc, PoolUnreachable):
+        return exc.cause
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return "timeout"  # statement_timeout
+    if not isinstance(exc, psycopg.OperationalError):
+        return None
+    sqlstate = exc.sqlstate or ""
+    if sqlstate and not sqlstate.startswith(("08", "57P")):
+        return None  # e.g. a serialisation failure: the server answered
+    text = str(exc).lower()
+    for needle, cause in _CONNECT_CAUSES:
+        if needle in text:
+            return cause
+    return "connection lost"
+
+
+class Pool(ConnectionPool[psycopg.Connection[Any]]):
+    """psycopg's pool, with the database's reachability tracked for a breaker.
+
+    Connection attempts (made by the pool's own workers) record their last
+    failure. A call made while the pool holds no connection and that failure is
+    recent first tries a connection of its own: if that fails too, the call
+    fails at once with its cause (a database that refuses costs a call
+    milliseconds, not the pool's wait, which its reconnect backoff would make
+    longer still); if it works, the database is back and the call waits for the
+    pool as usual. With a ``breaker``, every call counts:
+    unreachable-database failures open it, and while it is open calls fail at
+    once (``CircuitOpen``)."""
+
+    def __init__(self, conninfo: str, *, breaker: Breaker | None = None, **options: Any) -> None:
+        self.breaker = breaker
+        self._probe_args = (conninfo, dict(options.get("kwargs") or {}))
+        self._failure: tuple[float, str] | None = None
+        self._failure_lock = threading.Lock()
+        super().__init__(conninfo, connection_class=_recording(self), **options)
+
+    def record_connect_failure(self, exc: BaseException) -> None:
+        cause = unreachable_cause(exc) or "connection lost"
+        with self._failure_lock:
+            self._failure = (time.monotonic(), cause)
+
+    def record_connect_success(self) -> None:
+        with self._failure_lock:
+            self._failure = None
+
+    def known_unreachable(self) -> str | None:
+        """The cause, if the pool has nothing to give and its last attempt failed recently."""
+        with self._failure_lock:
+            failure = self._failure
+        if failure is None or time.monotonic() - failure[0] > _RECENT_S:
+            return None
+        stats = self.get_stats()
+        return failure[1] if stats.get("pool_available", 0) == 0 else None
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        if self.breaker is not None:
+            self.breaker.before_call()
+        try:
+            if self.known_unreachable() is not None:
+                self._probe()
+            try:
+                with super().connection(timeout) as conn:
+                    yield conn
+            except PoolTimeout as exc:
+                cause = self.known_unreachable()
+                if cause is None and self.get_stats().get("pool_size", 0) == 0:
+                    cause = "timeout"  # not one connection: the database does not answer
+                if cause is not None:
+                    raise PoolUnreachable(cause) from exc
+                raise  # every connection busy: the database answers, we are saturated
+        except BaseException as exc:
+            self._count(exc)
+            raise
+        if self.breaker is not None:
+            self.breaker.succeeded()
+
+    def _probe(self) -> None:
+        """One connection attempt of our own; raises PoolUnreachable if it fails."""
+        try:
+            conninfo, kwargs = self._probe_args
+            self.connection_class.connect(conninfo, **kwargs).close()
+        except psycopg.Error as exc:
+            raise PoolUnreachable(unreachable_cause(exc) or "connection lost") from exc
+
+    def _count(self, exc: BaseException) -> None:
+        if self.breaker is None:
+            return
+        cause = unreachable_cause(exc)
+        if cause is None:
+            self.breaker.released()
+        else:
+            self.breaker.failed(cause)
+
+
+def _recording(pool: Pool) -> type[psycopg.Connection[Any]]:
+    """A connection class whose ``connect`` tells ``pool`` how each attempt went."""
+
+    class RecordingConnection(psycopg.Connection[Any]):
+        @classmethod
+        def connect(cls, *args: Any, **kwargs: Any) -> Any:
+            try:
+                conn = super().connect(*args, **kwargs)
+            except psycopg.Error as exc:
+                pool.record_connect_failure(exc)
+                raise
+            pool.record_connect_success()
+            return conn
+
+    return RecordingConnection
+
 
 APPLICATION_NAME = "order-ingest"
 
@@ -62,22 +205,27 @@ def open_pool(
     conninfo: str,
     *,
     timeout_s: float,
+    acquire_timeout_s: float | None = None,
+    breaker: Breaker | None = None,
     min_size: int = 1,
     max_size: int = 10,
     name: str = "ingest",
 ) -> Pool:
     """A started connection pool. Does not wait for the database: while it is
-    unreachable, each call fails after ``timeout_s`` and the pool keeps trying.
+    unreachable, each call fails after ``acquire_timeout_s`` (default
+    ``timeout_s``), at once after the pool's own attempt failed, and the pool
+    keeps trying.
 
     ``check`` validates a connection on checkout, so a server restart costs no
     failed call once the server is back. The caller closes the pool.
     """
-    pool: Pool = ConnectionPool(
+    pool = Pool(
         conninfo,
+        breaker=breaker,
         kwargs=connection_options(timeout_s, conninfo),
         min_size=min_size,
         max_size=max_size,
-        timeout=timeout_s,
+        timeout=acquire_timeout_s if acquire_timeout_s is not None else timeout_s,
         reconnect_timeout=max(timeout_s, 60.0),
         check=ConnectionPool.check_connection,
         name=name,
@@ -103,7 +251,7 @@ def describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def database_errors(operation: str, error: type[IngestError] = StoreUnavailable) -> Iterator[None]:
+def database_errors(operation: str, error: type[Unavailable] = StoreUnavailable) -> Iterator[None]:
     """Turn any psycopg or pool error raised inside the block into ``error``.
 
     Every psycopg error counts as "unavailable": for the accept path that means
@@ -111,10 +259,15 @@ def database_errors(operation: str, error: type[IngestError] = StoreUnavailable)
     """
     try:
         yield
+    except CircuitOpen as exc:
+        raise error(f"database {operation}: {exc}", cause=exc.cause) from exc
+    except PoolUnreachable as exc:
+        raise error(f"database {operation}: {exc}", cause=exc.cause) from exc
     except PoolTimeout as exc:
         raise error(f"database {operation}: no connection within the pool timeout") from exc
     except psycopg.Error as exc:
-        raise error(f"database {operation} failed ({describe(exc)})") from exc
+        cause = unreachable_cause(exc) or "unavailable"
+        raise error(f"database {operation} failed ({describe(exc)})", cause=cause) from exc
 
 
 def clean_text(text: str | None) -> str | None:

@@ -1,4 +1,6 @@
-"""Opening listeners for ``host:port``, ``[v6]:port`` or ``unix:/path``."""
+"""Opening listeners for ``host:port``, ``[v6]:port`` or ``unix:/path``, and for
+``fd:3,4``: listening sockets a parent process bound and passed down (the serving
+processes of ``ingest serve --processes N`` accept on their supervisor's sockets)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ if TYPE_CHECKING:
 __all__ = [
     "Network",
     "bound_address",
+    "fd_listen",
     "format_address",
+    "inherited_fds",
     "open_listeners",
     "parse_listen",
     "peer_allowed",
@@ -43,7 +47,27 @@ def parse_listen(spec: str) -> tuple[str, int] | str:
     return host or "0.0.0.0", int(port)
 
 
+def fd_listen(fds: Sequence[int]) -> str:
+    """The listen spec of inherited descriptors: ``fd:3,4``."""
+    return "fd:" + ",".join(str(fd) for fd in fds)
+
+
+def inherited_fds(spec: str) -> tuple[int, ...] | None:
+    """The descriptors of an ``fd:3,4`` spec, or None for any other spec."""
+    if not spec.startswith("fd:"):
+        return None
+    parts = spec[len("fd:") :].split(",")
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"fd: listen spec needs descriptor numbers, not {spec!r}")
+    return tuple(int(part) for part in parts)
+
+
 async def open_listeners(spec: str) -> list[trio.SocketListener]:
+    fds = inherited_fds(spec)
+    if fds is not None:
+        # The socket type and family are read from each descriptor; SocketListener
+        # refuses one that is not listening.
+        return [trio.SocketListener(trio.socket.socket(fileno=fd)) for fd in fds]
     target = parse_listen(spec)
     if isinstance(target, str):
         return [await _open_unix_listener(target)]

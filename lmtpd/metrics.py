@@ -209,6 +209,15 @@ class ServeMetrics:
         return generate_latest(self.registry)
 
 
+def backlog_collector(
+    source: BacklogSource, *, cache_s: float = 10.0, timeout_s: float = 2.0
+) -> _BacklogCollector:
+    """The scrape-time collector alone (queue depth, message and verdict counts), for
+    a registry that holds no LMTP counters: the supervisor of several serving
+    processes reports these once, beside the merge of its processes' counters."""
+    return _BacklogCollector(source, cache_s=cache_s, timeout_s=timeout_s)
+
+
 def _disabled_slug(decision: RecipientDecision) -> str:
     """The slug of a disabled tenant, from the address it was refused for: that
     tenant exists (the directory said so), so the label stays bounded."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -31,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="LMTP server + milter (+ worker)")
     serve.add_argument("--with-worker", action="store_true", help="also run `ingest worker`")
     serve.add_argument("--no-milter", action="store_true", help="do not start the milter")
+    serve.add_argument(
+        "--processes",
+        type=_process_count,
+        help="LMTP serving processes, or auto (one per core); default INGEST_PROCESSES, 1",
+    )
 
     worker = sub.add_parser("worker", help="the huey consumer (extraction)")
     worker.add_argument("-w", "--workers", type=int, default=2)
@@ -55,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("sweep", help="re-enqueue stuck messages once")
     sub.add_parser("healthcheck", help="LMTP LHLO + NOOP against INGEST_LMTP_LISTEN")
     return parser
+
+
+def _process_count(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a positive number or auto, not {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,20 +100,7 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
 
     with bootstrap.open_app(settings) as app:
         if args.command == "serve":
-            import trio
-
-            from lmtpd.cli.serve import run_services
-
-            worker_env = app.child_environment() if args.with_worker else None
-            trio.run(
-                lambda: run_services(
-                    settings,
-                    app.service,
-                    milter=not args.no_milter,
-                    worker_env=worker_env,
-                    probes=app,
-                )
-            )
+            _serve(app, args, settings)
             return 0
         if args.command == "db":
             applied = app.migrate()
@@ -120,6 +121,40 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
             print(f"removed {removed} stale temporary object file(s)")
             return 0
     return 2
+
+
+def _serve(app: bootstrap.App, args: argparse.Namespace, settings: Settings) -> None:
+    """One process, or with ``--processes N`` (N > 1) a supervisor and N serving
+    processes (``lmtpd.cli.supervisor``)."""
+    import trio
+
+    processes = args.processes or settings.processes
+    worker_env = app.child_environment() if args.with_worker else None
+    if processes == 1:
+        from lmtpd.cli.serve import run_services
+
+        trio.run(
+            lambda: run_services(
+                settings,
+                app.service,
+                milter=not args.no_milter,
+                worker_env=worker_env,
+                probes=app,
+            )
+        )
+        return
+    from lmtpd.cli.supervisor import run_supervisor
+
+    trio.run(
+        lambda: run_supervisor(
+            settings,
+            processes,
+            child_env=app.child_environment(),
+            milter=not args.no_milter,
+            worker_env=worker_env,
+            probes=app,
+        )
+    )
 
 
 def _export(app: bootstrap.App, args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from lmtpd.metrics import BacklogSource, ServeMetrics
 from lmtpd.server import LmtpServer, ServerConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from ingest_core.ports import InboundChannelPort
     from ingest_core.settings import Settings
@@ -72,10 +72,10 @@ async def run_services(
             await nursery.start(_milter, settings, port, server, metrics)
         http = HttpServer(metrics, probes, shutting_down=server.closing.is_set)
         if settings.http_enabled:
-            await nursery.start(_http, http, settings.http_listen)
+            await nursery.start(http_endpoint, http, settings.http_listen)
         log.info("ready", extra={"lmtp": address, "http": http.address})
         if worker_env is not None:
-            nursery.start_soon(supervise_worker, worker_env, server)
+            nursery.start_soon(supervise_worker, worker_env, server.closing)
 
 
 async def _on_signals(server: LmtpServer) -> None:
@@ -86,7 +86,7 @@ async def _on_signals(server: LmtpServer) -> None:
             return
 
 
-async def _http(
+async def http_endpoint(
     http: HttpServer, listen: str, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """The HTTP endpoint; a port it cannot bind is logged, and mail is still served."""
@@ -110,6 +110,18 @@ async def _milter(
 ) -> None:
     from lmtpd.milter import serve_milter
 
+    check, role = milter_check(settings, port, server, metrics)
+    await serve_milter(
+        settings.milter_listen, settings.milter_allow_from, check, role, task_status=task_status
+    )
+
+
+def milter_check(
+    settings: Settings, port: InboundChannelPort, server: LmtpServer, metrics: ServeMetrics
+) -> tuple[Callable[[str], Awaitable[RecipientDecision]], Callable[[str], bool]]:
+    """The milter's recipient check (the LMTP server's own, on its thread limiter,
+    counted in ``metrics``) and its role-address test."""
+
     async def check(address: str) -> RecipientDecision:
         try:
             decision = port.check_recipient_now(address, True)
@@ -126,20 +138,18 @@ async def _milter(
     def role(address: str) -> bool:
         return addressing.is_role_address(address, settings.domains)
 
-    await serve_milter(
-        settings.milter_listen, settings.milter_allow_from, check, role, task_status=task_status
-    )
+    return check, role
 
 
-async def _terminate_on_shutdown(server: LmtpServer, process: trio.Process) -> None:
-    await server.closing.wait()
+async def _terminate_on_shutdown(closing: trio.Event, process: trio.Process) -> None:
+    await closing.wait()
     process.send_signal(signal.SIGTERM)
 
 
-async def supervise_worker(env: Mapping[str, str], server: LmtpServer) -> None:
-    """Keep one `ingest worker` child running until shutdown; stop it with SIGTERM."""
+async def supervise_worker(env: Mapping[str, str], closing: trio.Event) -> None:
+    """Keep one `ingest worker` child running until ``closing``; stop it with SIGTERM."""
     backoff = 1.0
-    while not server.closing.is_set():
+    while not closing.is_set():
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "lmtpd.cli", "worker"],
             env={**os.environ, **env},
@@ -148,7 +158,7 @@ async def supervise_worker(env: Mapping[str, str], server: LmtpServer) -> None:
         log.info("worker started", extra={"pid": process.pid})
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_terminate_on_shutdown, server, process)
+                nursery.start_soon(_terminate_on_shutdown, closing, process)
                 code = await process.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -160,7 +170,7 @@ async def supervise_worker(env: Mapping[str, str], server: LmtpServer) -> None:
                     if process.returncode is None:
                         process.kill()
                         await process.wait()
-        if server.closing.is_set():
+        if closing.is_set():
             return
         log.warning("worker exited; restarting", extra={"code": code, "backoff_s": backoff})
         await trio.sleep(backoff)

@@ -1,6 +1,8 @@
 """The extraction use case the worker runs for one message id.
 
-claim → copy the raw object to a local spool file → parse with limits →
+claim → copy the raw object to a local spool file → classify automated mail
+and check the sender (either may hold the message: QUARANTINED, unless it was
+released once) → parse with limits →
 store each attachment content-addressed, one at a time → record them and mark
 PROCESSED. Errors split in two:
 
@@ -33,9 +35,10 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
+from ingest_core.automated import AutomatedCheck, check_automated
 from ingest_core.errors import IngestError, ObjectNotFound, RetryLater, StoreUnavailable
 from ingest_core.mime import ManifestError, iter_attachments, parse_message
-from ingest_core.sender import SenderCheck, check_sender
+from ingest_core.sender import PASS, PolicyDecision, SenderCheck, check_sender
 
 if TYPE_CHECKING:
     import uuid
@@ -44,7 +47,6 @@ if TYPE_CHECKING:
     from ingest_core.mime import MimeLimits
     from ingest_core.model import Attachment, StoredMessage
     from ingest_core.ports import BlobStore, MessageRepository
-    from ingest_core.sender import PolicyDecision
 
 PARSER_VERSION = "mime-2"
 COPY_CHUNK = 1 << 20
@@ -60,7 +62,7 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"  # not claimable: done, failed, or another worker holds it
     FAILED = "failed"
     RETRY = "retry"
-    QUARANTINED = "quarantined"  # held back by the tenant's sender policy
+    QUARANTINED = "quarantined"  # held back by the tenant's sender or automated-mail policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +101,18 @@ def extract_message(
     store: BlobStore,
     config: ExtractionConfig,
     sender: SenderCheck | None = None,
+    automated: AutomatedCheck | None = None,
     clock: Callable[[], float] = time.perf_counter,
     links: Sequence[trace.Link] = (),
 ) -> ExtractionResult:
     """Extract one message. Raises RetryLater when the task should run again.
-    ``sender`` is the sender-authentication step (none: not checked);
+    ``sender`` is the sender-authentication step, ``automated`` the automated-mail
+    classification and policy (none: not checked);
     ``links`` point at the accept span that enqueued the job."""
     started = clock()
     with tracer.start_as_current_span("extract", links=links) as span:
         span.set_attribute("ingest.message_id", str(message_id))
-        result = _run(message_id, repo, store, config, sender)
+        result = _run(message_id, repo, store, config, sender, automated)
         duration_ms = round((clock() - started) * 1000, 3)
         _report(span, result, duration_ms)
     if result.outcome is Outcome.RETRY:
@@ -127,6 +131,7 @@ def _run(
     store: BlobStore,
     config: ExtractionConfig,
     sender: SenderCheck | None,
+    automated: AutomatedCheck | None,
 ) -> ExtractionResult:
     try:
         row = repo.claim(message_id, config.claim_lease_s)
@@ -138,10 +143,15 @@ def _run(
         return _fail(repo, row, f"gave up after {row.attempts - 1} attempts", final=True)
     try:
         with _spooled(row, store, config.spool_dir) as (workdir, raw):
+            held = None
+            if automated is not None:
+                held = check_automated(row, raw, automated, repo, config.limits)
+            decision = PASS if held is None else PolicyDecision(hold=True, reason=held)
             if sender is not None:
-                decision = check_sender(row, raw, sender, repo)
-                if decision.hold:
-                    return _hold(repo, row, decision, config.retries)
+                decision = _both(check_sender(row, raw, sender, repo), decision)
+            # One release flag for every check: a released message is never held again.
+            if decision.hold and row.released_at is None:
+                return _hold(repo, row, decision, config.retries)
             attachments, defects = _extract(row, workdir, raw, store, config.limits)
         repo.finish(row.id, attachments, PARSER_VERSION)
     except (ManifestError, ObjectNotFound) as exc:
@@ -182,6 +192,17 @@ def _extract(
                 store.put_file(attachment.object_key, stream, attachment.size_bytes)
         attachments.append(attachment)
     return attachments, parsed.defects
+
+
+def _both(sender: PolicyDecision, automated: PolicyDecision) -> PolicyDecision:
+    """The sender policy's decision, with the automated-mail hold added to it."""
+    if not automated.hold:
+        return sender
+    if not sender.hold:
+        return automated
+    return PolicyDecision(
+        hold=True, reason=f"{sender.reason}; {automated.reason}", temporary=sender.temporary
+    )
 
 
 def _hold(

@@ -36,6 +36,13 @@ def _clean(value: str | None) -> str | None:
     return text or None
 
 
+def clean_field(value: str | None, limit: int = MAX_TEXT) -> str | None:
+    """Sender-supplied text made safe to store and show: whitespace runs collapsed,
+    control and bidi-override characters removed, at most ``limit`` characters."""
+    text = _clean(value)
+    return None if text is None else text[:limit]
+
+
 _WANTED = frozenset({"message-id", "subject", "from"})
 # The header class is built once: the registry's factory makes a new class per call.
 _UNSTRUCTURED = HeaderRegistry()["x-unstructured"]
@@ -72,7 +79,7 @@ def header_fields(head: bytes, wanted: frozenset[str] = _WANTED) -> dict[str, li
     return fields
 
 
-def _decoded(values: list[str] | None) -> str | None:
+def decoded(values: list[str] | None) -> str | None:
     """The single value of a field, RFC 2047 words decoded; None if absent."""
     if not values:
         return None
@@ -91,8 +98,8 @@ def summarise(head: bytes) -> HeaderSummary:
     message_id = normalise_message_id(message_ids[0]) if len(message_ids) == 1 else None
     return HeaderSummary(
         message_id=message_id,
-        subject=_decoded(fields.get("subject")),
-        from_header=_decoded(fields.get("from")),
+        subject=decoded(fields.get("subject")),
+        from_header=decoded(fields.get("from")),
     )
 
 

@@ -96,6 +96,36 @@ class AuthVerdict:
     summary: str
 
 
+class AutomatedKind(enum.StrEnum):
+    """What kind of automated mail a message is (docs/automated-mail.md)."""
+
+    AUTO_REPLY = "auto-reply"
+    BOUNCE = "bounce"
+    FEEDBACK_REPORT = "feedback-report"
+    LIST = "list"
+    BULK = "bulk"
+
+
+@dataclass(frozen=True, slots=True)
+class BounceDetails:
+    """What a bounce says about the failed delivery; each field bounded and cleaned."""
+
+    original_recipient: str | None = None
+    action: str | None = None  # failed | delayed | delivered | relayed | expanded
+    status: str | None = None  # an RFC 3463 code, e.g. 5.1.1
+    diagnostic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutomatedVerdict:
+    """The classification of one message: ``kind`` None is ordinary mail;
+    ``reason`` names the field or structure that decided."""
+
+    kind: AutomatedKind | None
+    reason: str | None = None
+    bounce: BounceDetails | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     """A row of inbound_message as the worker and the operator see it."""
@@ -123,7 +153,8 @@ class StoredMessage:
     postfix_queue_id: str | None = None
     auth: AuthVerdict | None = None
     quarantine_reason: str | None = None
-    released_at: datetime | None = None
+    released_at: datetime | None = None  # released once: never held again, by any check
+    automated: AutomatedVerdict | None = None  # None: not classified yet
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,12 @@ if TYPE_CHECKING:
     from contextvars import Context
     from datetime import datetime
 
+    from ingest_core.automated.policy import AutomatedPolicy
     from ingest_core.errors import StoreUnavailable
     from ingest_core.model import (
         Attachment,
         AuthVerdict,
+        AutomatedVerdict,
         MessageStatus,
         NewMessage,
         Recorded,
@@ -210,13 +212,18 @@ class MessageRepository(Protocol):
         """Store the sender-authentication verdict on the row (replacing an earlier one)."""
         ...
 
+    def record_automated(self, message_id: uuid.UUID, verdict: AutomatedVerdict) -> None:
+        """Store the automated-mail classification on the row (replacing an earlier one)."""
+        ...
+
     def quarantine(self, message_id: uuid.UUID, reason: str) -> None:
         """A claimed (PROCESSING) message becomes QUARANTINED with the reason."""
         ...
 
     def release(self, message_id: uuid.UUID) -> bool:
-        """QUARANTINED → RECEIVED, marked released so the sender policy no longer
-        holds it; attempts reset. False if the message is not quarantined."""
+        """QUARANTINED → RECEIVED, marked released so that no check (sender policy,
+        automated mail) holds it again, replays included; attempts reset. False if
+        the message is not quarantined."""
         ...
 
     def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]: ...
@@ -238,6 +245,12 @@ class MessageRepository(Protocol):
 class SenderRulesSource(Protocol):
     def rules_for(self, org_id: uuid.UUID) -> SenderRules:
         """The tenant's sender policy and patterns. Raises StoreUnavailable."""
+        ...
+
+
+class AutomatedPolicySource(Protocol):
+    def policy_for(self, org_id: uuid.UUID) -> AutomatedPolicy:
+        """The tenant's extract-or-hold action per automated kind. Raises StoreUnavailable."""
         ...
 
 

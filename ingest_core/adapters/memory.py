@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, BinaryIO
 
+from ingest_core.automated import AutomatedPolicy
 from ingest_core.errors import (
     ObjectNotFound,
     QueueUnavailable,
@@ -18,6 +19,7 @@ from ingest_core.errors import (
 from ingest_core.model import (
     Attachment,
     AuthVerdict,
+    AutomatedVerdict,
     MessageStatus,
     NewMessage,
     Recorded,
@@ -220,6 +222,11 @@ class MemoryMessageRepository:
         with self._lock:
             self.rows[message_id] = replace(self.rows[message_id], auth=verdict)
 
+    def record_automated(self, message_id: uuid.UUID, verdict: AutomatedVerdict) -> None:
+        self._check()
+        with self._lock:
+            self.rows[message_id] = replace(self.rows[message_id], automated=verdict)
+
     def quarantine(self, message_id: uuid.UUID, reason: str) -> None:
         self._check()
         with self._lock:
@@ -296,6 +303,16 @@ class MemorySenderRules:
 
     def rules_for(self, org_id: uuid.UUID) -> SenderRules:
         return self.rules.get(org_id, SenderRules())
+
+
+class MemoryAutomatedPolicies:
+    """``AutomatedPolicySource``: policies by org id; the defaults for anyone not set."""
+
+    def __init__(self) -> None:
+        self.policies: dict[uuid.UUID, AutomatedPolicy] = {}
+
+    def policy_for(self, org_id: uuid.UUID) -> AutomatedPolicy:
+        return self.policies.get(org_id, AutomatedPolicy())
 
 
 class MemoryJobQueue:

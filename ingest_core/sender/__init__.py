@@ -9,6 +9,7 @@ from the modules behind it.
 from ingest_core.sender.dns import DnsResolver, parse_nameserver
 from ingest_core.sender.gate import SenderCheck, check_sender
 from ingest_core.sender.policy import (
+    PASS,
     PolicyDecision,
     SenderAuthLike,
     SenderPolicy,
@@ -18,6 +19,7 @@ from ingest_core.sender.policy import (
 from ingest_core.sender.verifier import DkimResult, DnsSenderVerifier, SenderAuth, build_verifier
 
 __all__ = [
+    "PASS",
     "DkimResult",
     "DnsResolver",
     "DnsSenderVerifier",

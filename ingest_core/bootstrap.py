@@ -14,6 +14,7 @@ from ingest_core import operations
 from ingest_core.adapters.objects import LocalObjectStore, object_store_from_url
 from ingest_core.adapters.postgres import PostgresMessageRepository
 from ingest_core.adapters.postgres import health as pg_health
+from ingest_core.adapters.postgres.automated import AutomatedAdmin, PostgresAutomatedPolicies
 from ingest_core.adapters.postgres.common import Pool, open_pool
 from ingest_core.adapters.postgres.embedded import database_url_for
 from ingest_core.adapters.postgres.migrate import migrate
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ingest_core.ports import (
+        AutomatedPolicySource,
         BlobStore,
         JobQueue,
         MessageRepository,
@@ -68,6 +70,8 @@ class App:
     huey: Any
     senders: SenderAdmin
     sender_rules: SenderRulesSource
+    automated: AutomatedAdmin
+    automated_policies: AutomatedPolicySource
     extras: dict[str, Any] = field(default_factory=dict)
 
     def verifier(self) -> SenderVerifier:
@@ -136,6 +140,10 @@ class App:
         """Checked messages by (tenant slug, spf|dmarc, result). Raises StoreUnavailable."""
         return pg_health.verdict_counts(self.pool, self._probe_timeout_s)
 
+    def automated_counts(self) -> dict[tuple[str, str], int]:
+        """Automated messages by (tenant slug, kind). Raises StoreUnavailable."""
+        return pg_health.automated_counts(self.pool, self._probe_timeout_s)
+
     def export(
         self,
         *,
@@ -201,6 +209,7 @@ def open_app(
     queue: JobQueue | None = None,
     sender_rules: SenderRulesSource | None = None,
     verifier: SenderVerifier | None = None,
+    automated_policies: AutomatedPolicySource | None = None,
 ) -> Iterator[App]:
     """All adapters for ``settings``; the pool is closed on exit.
 
@@ -262,6 +271,8 @@ def open_app(
             huey=huey,
             senders=SenderAdmin(pool),
             sender_rules=sender_rules or PostgresSenderRules(pool),
+            automated=AutomatedAdmin(pool),
+            automated_policies=automated_policies or PostgresAutomatedPolicies(pool),
         )
         if verifier is not None:
             app.extras["verifier"] = verifier
@@ -326,6 +337,10 @@ class _LazyApp:
     @property
     def sender_rules(self) -> SenderRulesSource:
         return self._worker.app().sender_rules
+
+    @property
+    def automated_policies(self) -> AutomatedPolicySource:
+        return self._worker.app().automated_policies
 
     def verifier(self) -> SenderVerifier:
         return self._worker.app().verifier()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from huey import crontab
 
+from ingest_core.automated import AutomatedCheck
 from ingest_core.errors import RetryLater
 from ingest_core.extraction import extract_message
 from ingest_core.sender import SenderCheck
@@ -21,7 +22,13 @@ from ingest_core.telemetry import link_from
 
 if TYPE_CHECKING:
     from ingest_core.extraction import ExtractionConfig
-    from ingest_core.ports import BlobStore, MessageRepository, SenderRulesSource, SenderVerifier
+    from ingest_core.ports import (
+        AutomatedPolicySource,
+        BlobStore,
+        MessageRepository,
+        SenderRulesSource,
+        SenderVerifier,
+    )
 
 log = logging.getLogger("ingest.worker")
 
@@ -50,6 +57,9 @@ class WorkerDeps(Protocol):
     @property
     def sender_rules(self) -> SenderRulesSource: ...
 
+    @property
+    def automated_policies(self) -> AutomatedPolicySource: ...
+
     def verifier(self) -> SenderVerifier: ...
 
     def sweep(self) -> list[uuid.UUID]: ...
@@ -75,6 +85,7 @@ def register(huey: Any, deps: WorkerDeps) -> Tasks:
                 store=deps.store,
                 config=deps.extraction,
                 sender=SenderCheck(deps.verifier(), deps.sender_rules),
+                automated=AutomatedCheck(deps.automated_policies),
                 links=link_from(traceparent),
             )
         except RetryLater as exc:

@@ -49,12 +49,16 @@ def test_each_corpus_message_gets_its_expected_kind_reason_and_bounce_fields(nam
     assert (verdict.kind.value if verdict.kind else None) == want["kind"]
     assert verdict.reason == want["reason"]
     bounce = verdict.bounce
-    got = None if bounce is None else {
-        "original_recipient": bounce.original_recipient,
-        "action": bounce.action,
-        "status": bounce.status,
-        "diagnostic": bounce.diagnostic,
-    }
+    got = (
+        None
+        if bounce is None
+        else {
+            "original_recipient": bounce.original_recipient,
+            "action": bounce.action,
+            "status": bounce.status,
+            "diagnostic": bounce.diagnostic,
+        }
+    )
     assert got == want["bounce"]
 
 
@@ -107,14 +111,15 @@ def test_bounce_fields_are_bounded_and_cleaned():
     text = verdict.bounce.diagnostic or ""
     assert len(text) == 500
     assert text.startswith("550 [31mno such user x")
-    assert "\x1b" not in text and "\u202e" not in text
+    assert "\x1b" not in text
+    assert "\u202e" not in text
 
 
 def test_a_report_without_its_report_part_is_not_a_bounce_by_its_label():
     raw = (
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
-        "--b\nContent-Type: text/plain\n\nhello\n--b--\n"
-    ).encode()
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nhello\n--b--\n"
+    )
     assert _classify(raw).kind is None
 
 

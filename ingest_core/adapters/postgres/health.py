@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ingest_core.adapters.postgres.common import Pool, database_errors
-from ingest_core.model import MessageStatus
+from ingest_core.model import AutomatedKind, MessageStatus
 
 if TYPE_CHECKING:
     import psycopg
@@ -26,6 +26,16 @@ LEFT JOIN (
 ) c ON c.org_id = o.id AND c.status = s.status
 """
 
+# Every tenant gets a row per kind (0 included), like the message counts.
+_AUTOMATED_COUNTS = """
+SELECT o.slug, k.kind, coalesce(c.n, 0)
+FROM organization o
+CROSS JOIN unnest(%s::text[]) AS k (kind)
+LEFT JOIN (
+    SELECT org_id, automated_kind, count(*) AS n FROM inbound_message
+    WHERE automated_kind IS NOT NULL GROUP BY org_id, automated_kind
+) c ON c.org_id = o.id AND c.automated_kind = k.kind
+"""
 
 # Only what the worker has checked (auth_* set); the per-tenant results of the two
 # checks that decide most policies.
@@ -62,6 +72,14 @@ def verdict_counts(pool: Pool, timeout_s: float) -> dict[tuple[str, str, str], i
         _limit_statement(conn, timeout_s)
         rows = conn.execute(_VERDICT_COUNTS).fetchall()
     return {(slug, check, result): int(count) for slug, check, result, count in rows}
+
+
+def automated_counts(pool: Pool, timeout_s: float) -> dict[tuple[str, str], int]:
+    """Classified automated messages by (tenant slug, kind). Raises StoreUnavailable."""
+    with database_errors("count automated messages"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        rows = conn.execute(_AUTOMATED_COUNTS, ([kind.value for kind in AutomatedKind],)).fetchall()
+    return {(slug, kind): int(count) for slug, kind, count in rows}
 
 
 def _limit_statement(conn: psycopg.Connection[Any], timeout_s: float) -> None:

@@ -22,6 +22,8 @@ from ingest_core.errors import RecordRejected, StoreUnavailable
 from ingest_core.model import (
     Attachment,
     AuthVerdict,
+    AutomatedVerdict,
+    BounceDetails,
     MessageStatus,
     NewMessage,
     Recorded,
@@ -55,6 +57,14 @@ UPDATE inbound_message SET
     auth_from_domain = %(from_domain)s, auth_from_address = %(from_address)s,
     auth_aligned = %(aligned)s, auth_temporary = %(temporary)s,
     auth_results = %(summary)s, auth_checked_at = now()
+WHERE id = %(id)s
+"""
+
+_RECORD_AUTOMATED = """
+UPDATE inbound_message SET
+    automated_kind = %(kind)s, automated_reason = %(reason)s, automated_checked_at = now(),
+    bounce_original_recipient = %(recipient)s, bounce_action = %(action)s,
+    bounce_status = %(status)s, bounce_diagnostic = %(diagnostic)s
 WHERE id = %(id)s
 """
 
@@ -228,6 +238,10 @@ class PostgresMessageRepository:
         with database_errors("record sender authentication"), self._pool.connection() as conn:
             conn.execute(_RECORD_AUTH, _auth_params(message_id, verdict))
 
+    def record_automated(self, message_id: uuid.UUID, verdict: AutomatedVerdict) -> None:
+        with database_errors("record automated-mail verdict"), self._pool.connection() as conn:
+            conn.execute(_RECORD_AUTOMATED, _automated_params(message_id, verdict))
+
     def quarantine(self, message_id: uuid.UUID, reason: str) -> None:
         with database_errors("quarantine message"), self._pool.connection() as conn:
             conn.execute(
@@ -336,6 +350,19 @@ def _auth_params(message_id: uuid.UUID, verdict: AuthVerdict) -> dict[str, Any]:
         "aligned": verdict.aligned,
         "temporary": verdict.temporary,
         "summary": clean_text(verdict.summary[:MAX_ERROR_CHARS]),
+    }
+
+
+def _automated_params(message_id: uuid.UUID, verdict: AutomatedVerdict) -> dict[str, Any]:
+    bounce = verdict.bounce or BounceDetails()
+    return {
+        "id": message_id,
+        "kind": verdict.kind.value if verdict.kind is not None else None,
+        "reason": clean_text(verdict.reason),
+        "recipient": clean_text(bounce.original_recipient),
+        "action": clean_text(bounce.action),
+        "status": clean_text(bounce.status),
+        "diagnostic": clean_text(bounce.diagnostic),
     }
 
 

@@ -1,11 +1,13 @@
-"""``ingest tenants …``: tenants, their sender policy and allow-listed senders."""
+"""``ingest tenants …``: tenants, their sender policy and allow-listed senders,
+and their automated-mail policy."""
 
 from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ingest_core.model import TenantStatus
+from ingest_core.automated import AutomatedAction
+from ingest_core.model import AutomatedKind, TenantStatus
 from ingest_core.sender import SenderPolicy
 
 if TYPE_CHECKING:
@@ -30,6 +32,15 @@ def add_parser(sub: Any) -> None:
     )
     policy.add_argument("slug")
     policy.add_argument("policy", nargs="?", choices=[p.value for p in SenderPolicy])
+    tenants.add_parser("show", help="status, sender policy, automated-mail policy").add_argument(
+        "slug"
+    )
+    automated = tenants.add_parser(
+        "automated", help="show or set what happens to automated mail of a kind (extract, hold)"
+    )
+    automated.add_argument("slug")
+    automated.add_argument("kind", nargs="?", choices=[k.value for k in AutomatedKind])
+    automated.add_argument("action", nargs="?", choices=[a.value for a in AutomatedAction])
     senders = tenants.add_parser("senders", help="allow-listed senders").add_subparsers(
         dest="senders", required=True
     )
@@ -61,6 +72,10 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
         return _policy(app, args)
     if args.tenants == "senders":
         return _senders(app, args)
+    if args.tenants == "show":
+        return _show(app, args.slug)
+    if args.tenants == "automated":
+        return _automated(app, args)
     status = TenantStatus.DISABLED if args.tenants == "disable" else TenantStatus.ACTIVE
     if not app.admin.set_status(args.slug, status):
         print(f"no tenant {args.slug}", file=sys.stderr)
@@ -81,6 +96,38 @@ def _policy(app: bootstrap.App, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _show(app: bootstrap.App, slug: str) -> int:
+    tenant = next((t for t in app.admin.list() if t.slug == slug), None)
+    if tenant is None:
+        print(f"no tenant {slug}", file=sys.stderr)
+        return 1
+    rules = app.senders.rules(slug)
+    print(f"tenant {tenant.slug} ({tenant.id}): {tenant.name}")
+    print(f"  status:          {tenant.status.value}")
+    print(f"  sender policy:   {rules.policy.value} ({len(rules.patterns)} allow-listed senders)")
+    print("  automated mail:")
+    _print_automated(app, slug)
+    return 0
+
+
+def _automated(app: bootstrap.App, args: argparse.Namespace) -> int:
+    if args.kind is not None and args.action is None:
+        print("give both KIND and extract|hold, or neither to show the policy", file=sys.stderr)
+        return 2
+    if args.kind is not None:
+        app.automated.set_action(args.slug, AutomatedKind(args.kind), AutomatedAction(args.action))
+        print(f"tenant {args.slug}: {args.kind} → {args.action}")
+        return 0
+    print(f"tenant {args.slug}: automated mail")
+    _print_automated(app, args.slug)
+    return 0
+
+
+def _print_automated(app: bootstrap.App, slug: str) -> None:
+    for kind, action in app.automated.policy(slug).table().items():
+        print(f"    {kind.value:16} {action.value}")
 
 
 def _senders(app: bootstrap.App, args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ _LIST = """
 SELECT m.id, o.slug AS org_slug, m.status, m.received_at, m.subject, m.from_header,
        m.envelope_from, m.envelope_recipient, m.source_message_id, m.size_bytes,
        m.postfix_queue_id, m.attempts, m.last_error, m.auth_dmarc, m.quarantine_reason,
+       m.automated_kind, m.automated_reason, m.bounce_original_recipient, m.bounce_status,
        (SELECT count(*) FROM inbound_attachment a WHERE a.inbound_message_id = m.id)
            AS attachments
 FROM inbound_message m JOIN organization o ON o.id = m.org_id

@@ -105,6 +105,10 @@ class BacklogSource(Protocol):
         """Checked messages by (tenant slug, check, result); check is spf or dmarc."""
         ...
 
+    def automated_counts(self) -> Mapping[tuple[str, str], int]:
+        """Automated messages by (tenant slug, kind)."""
+        ...
+
 
 class ServeMetrics:
     """The serve process's metrics; pass one to the servers (no global registry)."""
@@ -233,6 +237,7 @@ class _Backlog:
     queue_depth: int | None
     messages: Mapping[tuple[str, str], int] | None
     verdicts: Mapping[tuple[str, str, str], int] | None = None
+    automated: Mapping[tuple[str, str], int] | None = None
 
 
 class _BacklogCollector(Collector):
@@ -271,7 +276,8 @@ class _BacklogCollector(Collector):
         try:
             depth = _read(self._source.queue_depth, "queue depth")
             # Published at once: a slow database must not hide the queue's depth.
-            self._snapshot = _Backlog(depth, self._snapshot.messages, self._snapshot.verdicts)
+            last = self._snapshot
+            self._snapshot = _Backlog(depth, last.messages, last.verdicts, last.automated)
             messages = _read(self._source.message_counts, "message counts")
             # Same database: once it failed, asking again would only double the wait.
             verdicts = (
@@ -279,7 +285,12 @@ class _BacklogCollector(Collector):
                 if messages is not None
                 else None
             )
-            self._snapshot = _Backlog(depth, messages, verdicts)
+            automated = (
+                _read(self._source.automated_counts, "automated message counts")
+                if messages is not None
+                else None
+            )
+            self._snapshot = _Backlog(depth, messages, verdicts, automated)
             self._taken_at = time.monotonic()
         finally:
             with self._lock:
@@ -315,6 +326,15 @@ class _BacklogCollector(Collector):
         for (tenant, check, result), count in sorted((snapshot.verdicts or {}).items()):
             verdicts.add_metric([tenant, check, result], count)
         yield verdicts
+        automated = GaugeMetricFamily(
+            "ingest_automated_messages",
+            "Messages classified as automated mail, by tenant and kind (auto-reply,"
+            " bounce, feedback-report, list, bulk), read from the database at scrape time.",
+            labels=["tenant", "kind"],
+        )
+        for (tenant, kind), count in sorted((snapshot.automated or {}).items()):
+            automated.add_metric([tenant, kind], count)
+        yield automated
         ok = GaugeMetricFamily(
             "ingest_backlog_scrape_ok",
             "1 if the last read of a scrape-time source succeeded.",
@@ -323,6 +343,7 @@ class _BacklogCollector(Collector):
         ok.add_metric(["queue"], int(snapshot.queue_depth is not None))
         ok.add_metric(["messages"], int(snapshot.messages is not None))
         ok.add_metric(["verdicts"], int(snapshot.verdicts is not None))
+        ok.add_metric(["automated"], int(snapshot.automated is not None))
         yield ok
 
 

@@ -120,6 +120,7 @@ class FakeProbes:
     depth: int = 0
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     verdicts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    automated: dict[tuple[str, str], int] = field(default_factory=dict)
     count_reads: int = 0
 
     def readiness_checks(self) -> dict[str, Callable[[], object]]:
@@ -143,6 +144,9 @@ class FakeProbes:
 
     def verdict_counts(self) -> dict[tuple[str, str, str], int]:
         return dict(self.verdicts)
+
+    def automated_counts(self) -> dict[tuple[str, str], int]:
+        return dict(self.automated)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ingest_core.ports import Reply
+from ingest_core.ports import Reason, Reply
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,21 +66,32 @@ def is_role_address(address: str, domains: Sequence[str]) -> bool:
     )
 
 
-def route(address: str, *, domains: Sequence[str], mailbox: str) -> Route | Reply:
-    """Parse a recipient into a :class:`Route`, or the refusal reply for it."""
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A recipient refused by its address alone."""
+
+    reply: Reply
+    reason: Reason
+
+
+_NO_MAILBOX = Refusal(UNKNOWN_MAILBOX, Reason.UNKNOWN_MAILBOX)
+
+
+def route(address: str, *, domains: Sequence[str], mailbox: str) -> Route | Refusal:
+    """Parse a recipient into a :class:`Route`, or the refusal for it."""
     parts = split_address(address)
     if parts is None:
-        return UNKNOWN_MAILBOX
+        return _NO_MAILBOX
     local, raw_domain = parts
     domain = normalise_domain(raw_domain)
     if domain is None or domain not in {d.lower() for d in domains}:
-        return UNKNOWN_DOMAIN
+        return Refusal(UNKNOWN_DOMAIN, Reason.WRONG_DOMAIN)
     if not local.isascii():
-        return UNKNOWN_MAILBOX
+        return _NO_MAILBOX
     box, plus, tag = local.partition("+")
     if box.lower() != mailbox.lower() or not plus or "+" in tag:
-        return UNKNOWN_MAILBOX
+        return _NO_MAILBOX
     slug = tag.lower()
     if not SLUG_PATTERN.fullmatch(slug):
-        return UNKNOWN_MAILBOX
+        return _NO_MAILBOX
     return Route(mailbox=box.lower(), slug=slug, domain=domain)

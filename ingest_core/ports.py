@@ -3,6 +3,7 @@ them directly; the trio server and the milter call them in worker threads."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -45,6 +46,28 @@ class Reply:
         return 400 <= self.code < 500
 
 
+class Reason(enum.StrEnum):
+    """Why a recipient got its reply: set by whoever decided it (the core, or
+    the server for what the protocol refused), never inferred from reply text
+    (an unknown tenant and an unknown mailbox get the same wire reply)."""
+
+    OK = "ok"
+    DUPLICATE = "duplicate"
+    WRONG_DOMAIN = "wrong_domain"
+    UNKNOWN_MAILBOX = "unknown_mailbox"
+    UNKNOWN_TENANT = "unknown_tenant"
+    TENANT_DISABLED = "tenant_disabled"
+    DIRECTORY_UNAVAILABLE = "directory_unavailable"
+    ROLE_ADDRESS = "role_address"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    INTERNAL_ERROR = "internal_error"
+    OVERSIZE = "oversize"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    BAD_ADDRESS = "bad_address"
+    ABORTED = "aborted"
+    OTHER = "other"
+
+
 @dataclass(frozen=True, slots=True)
 class RecipientDecision:
     """The verdict on one RCPT: accepted for a tenant, or refused with a reply."""
@@ -52,6 +75,7 @@ class RecipientDecision:
     address: str
     reply: Reply
     tenant: Tenant | None = None
+    reason: Reason = field(default=Reason.OTHER, kw_only=True)
 
     @property
     def accepted(self) -> bool:
@@ -65,6 +89,7 @@ class RecipientOutcome:
     address: str
     reply: Reply
     message_id: uuid.UUID | None = None
+    reason: Reason = field(default=Reason.OTHER, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

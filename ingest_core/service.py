@@ -32,6 +32,7 @@ from ingest_core.ports import (
     JobQueue,
     MessageRepository,
     NotCached,
+    Reason,
     RecipientDecision,
     RecipientOutcome,
     Reply,
@@ -91,7 +92,9 @@ class InboundService:
             tenant = self._tenants.resolve(routed.slug)
         except DirectoryUnavailable:
             log.warning("tenant directory unavailable", extra={"recipient": address})
-            return RecipientDecision(address, addressing.DIRECTORY_UNAVAILABLE)
+            return RecipientDecision(
+                address, addressing.DIRECTORY_UNAVAILABLE, reason=Reason.DIRECTORY_UNAVAILABLE
+            )
         return _decision_for(address, tenant)
 
     def check_recipient_now(self, address: str, smtputf8: bool) -> RecipientDecision | None:
@@ -107,11 +110,13 @@ class InboundService:
     def _route(self, address: str) -> addressing.Route | RecipientDecision:
         """The tenant route of an address, or the refusal decided by the address alone."""
         if addressing.is_role_address(address, self._config.domains):
-            return RecipientDecision(address, ROLE_ADDRESS)
+            return RecipientDecision(address, ROLE_ADDRESS, reason=Reason.ROLE_ADDRESS)
         routed = addressing.route(
             address, domains=self._config.domains, mailbox=self._config.mailbox
         )
-        return RecipientDecision(address, routed) if isinstance(routed, Reply) else routed
+        if isinstance(routed, addressing.Refusal):
+            return RecipientDecision(address, routed.reply, reason=routed.reason)
+        return routed
 
     def accept(self, envelope: Envelope, spool: Spool) -> list[RecipientOutcome]:
         """One outcome per accepted recipient, in RCPT order; extraction enqueued.
@@ -263,8 +268,9 @@ class _Accepting:
         for decision in self.delivery.envelope.recipients:
             assert decision.tenant is not None
             task = by_tenant[decision.tenant.id]
-            reply, recorded = _reply_for(task)
-            outcome = RecipientOutcome(decision.address, reply, recorded.id if recorded else None)
+            reply, recorded, reason = _reply_for(task)
+            message_id = recorded.id if recorded else None
+            outcome = RecipientOutcome(decision.address, reply, message_id, reason=reason)
             self.outcomes.append(outcome)
             _log_outcome(
                 outcome, task.tenant, self.headers, self.delivery.spool, recorded,
@@ -286,21 +292,23 @@ class _Accepting:
         return job_context
 
 
-def _reply_for(task: _Task) -> tuple[Reply, Recorded | None]:
+def _reply_for(task: _Task) -> tuple[Reply, Recorded | None, Reason]:
     result = task.result
     if not isinstance(result, Recorded):
         log.warning(
             "storage unavailable",
             extra={"org_id": str(task.tenant.id), "error": type(result).__name__},
         )
-        return STORAGE_UNAVAILABLE, None
+        return STORAGE_UNAVAILABLE, None, Reason.STORAGE_UNAVAILABLE
     if result.kind is RecordKind.CONFLICT_STORED:
         log.warning(
             "Message-ID reused for different content; stored as its own row",
             extra={"org_id": str(task.tenant.id), "message_id": str(result.id)},
         )
-    word = "duplicate" if result.kind is RecordKind.DUPLICATE else "accepted"
-    return Reply(250, "2.0.0", f"{result.id} {word}"), result
+    duplicate = result.kind is RecordKind.DUPLICATE
+    word = "duplicate" if duplicate else "accepted"
+    reason = Reason.DUPLICATE if duplicate else Reason.OK
+    return Reply(250, "2.0.0", f"{result.id} {word}"), result, reason
 
 
 @dataclass(slots=True)
@@ -324,10 +332,12 @@ def _run_in(context: contextvars.Context | None, fn: Callable[..., T], *args: ob
 
 def _decision_for(address: str, tenant: Tenant | None) -> RecipientDecision:
     if tenant is None:
-        return RecipientDecision(address, addressing.UNKNOWN_TENANT)
+        return RecipientDecision(address, addressing.UNKNOWN_TENANT, reason=Reason.UNKNOWN_TENANT)
     if not tenant.active:
-        return RecipientDecision(address, addressing.DISABLED_TENANT)
-    return RecipientDecision(address, addressing.RECIPIENT_OK, tenant)
+        return RecipientDecision(
+            address, addressing.DISABLED_TENANT, tenant, reason=Reason.TENANT_DISABLED
+        )
+    return RecipientDecision(address, addressing.RECIPIENT_OK, tenant, reason=Reason.OK)
 
 
 def _new_message(

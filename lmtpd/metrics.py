@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 
 from ingest_core import addressing
 from ingest_core.errors import IngestError
-from ingest_core.service import ROLE_ADDRESS, STORAGE_UNAVAILABLE
+from ingest_core.ports import Reason
 from lmtpd.protocol import _replies
 
 if TYPE_CHECKING:
@@ -46,44 +46,15 @@ _T = TypeVar("_T")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ACCEPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-# The reason vocabulary: every reply the server or the core gives a recipient.
-_REASONS: dict[AnyReply, str] = {
-    addressing.UNKNOWN_DOMAIN: "wrong_domain",
-    addressing.UNKNOWN_MAILBOX: "unknown_mailbox",
-    addressing.DISABLED_TENANT: "tenant_disabled",
-    addressing.DIRECTORY_UNAVAILABLE: "directory_unavailable",
-    ROLE_ADDRESS: "role_address",
-    STORAGE_UNAVAILABLE: "storage_unavailable",
-    _replies.TOO_BIG: "oversize",
-    _replies.TOO_MANY_RECIPIENTS: "too_many_recipients",
-    _replies.BAD_RECIPIENT: "bad_address",
-    _replies.NEEDS_SMTPUTF8: "bad_address",
-    _replies.BAD_RCPT_PARAM: "bad_address",
+# What the protocol itself refuses of a RCPT command or a transaction: the
+# server, not the core, decided those, so it names their reasons here.
+_PROTOCOL_REASONS: dict[ProtocolReply, Reason] = {
+    _replies.TOO_MANY_RECIPIENTS: Reason.TOO_MANY_RECIPIENTS,
+    _replies.BAD_RECIPIENT: Reason.BAD_ADDRESS,
+    _replies.NEEDS_SMTPUTF8: Reason.BAD_ADDRESS,
+    _replies.BAD_RCPT_PARAM: Reason.BAD_ADDRESS,
 }
-# Replies the protocol itself gives a RCPT command (the rest are the application's).
-_RCPT_PROTOCOL_REPLIES: frozenset[ProtocolReply] = frozenset(
-    {
-        _replies.TOO_MANY_RECIPIENTS,
-        _replies.BAD_RECIPIENT,
-        _replies.NEEDS_SMTPUTF8,
-        _replies.BAD_RCPT_PARAM,
-    }
-)
-REASONS = frozenset(
-    {*_REASONS.values(), "ok", "duplicate", "unknown_tenant", "internal_error", "aborted", "other"}
-)
-
-
-def reason_for(reply: AnyReply) -> str:
-    """The fixed reason word for a recipient's reply."""
-    if reply.positive:
-        return "duplicate" if reply.text.endswith(" duplicate") else "ok"
-    if reply is addressing.UNKNOWN_TENANT:  # same wire reply as an unknown mailbox
-        return "unknown_tenant"
-    reason = _REASONS.get(reply)
-    if reason is not None:
-        return reason
-    return "internal_error" if reply.enhanced == "4.3.0" else "other"
+REASONS = frozenset(reason.value for reason in Reason)
 
 
 def outcome_for(reply: AnyReply) -> str:
@@ -163,49 +134,47 @@ class ServeMetrics:
 
     def recipient_refused(self, decision: RecipientDecision) -> None:
         """A RCPT the server answered with 4xx/5xx."""
-        tenant = _disabled_slug(decision) if decision.reply is addressing.DISABLED_TENANT else ""
-        self.recipient(decision.reply, tenant)
+        self.recipient(decision.reply, decision.reason, _tenant_label(decision))
 
     def milter_decision(self, decision: RecipientDecision) -> None:
         """The milter's answer to one RCPT at the SMTP edge (before any LMTP)."""
-        tenant = decision.tenant.slug if decision.tenant is not None else ""
-        if decision.reply is addressing.DISABLED_TENANT:
-            tenant = _disabled_slug(decision)
         reply = decision.reply
-        self.milter_recipients.labels(outcome_for(reply), reason_for(reply), tenant).inc()
+        labels = (outcome_for(reply), decision.reason.value, _tenant_label(decision))
+        self.milter_recipients.labels(*labels).inc()
 
     def protocol_refusal(self, reply: ProtocolReply) -> None:
         """A reply the protocol gave on its own (malformed command, bad sequence,
         limit); a refused RCPT also counts as a recipient."""
         self.protocol_refusals.labels(str(reply.code), reply.enhanced).inc()
-        if reply in _RCPT_PROTOCOL_REPLIES:
-            self.recipient(reply)
+        reason = _PROTOCOL_REASONS.get(reply)
+        if reason is not None:
+            self.recipient(reply, reason)
 
-    def recipient(self, reply: AnyReply, tenant: str = "") -> None:
+    def recipient(self, reply: AnyReply, reason: Reason, tenant: str = "") -> None:
         """``tenant``: the slug of an existing tenant, or empty."""
-        self.recipients.labels(outcome_for(reply), reason_for(reply), tenant).inc()
+        self.recipients.labels(outcome_for(reply), reason.value, tenant).inc()
 
     def data_answered(
         self,
         accepted: Sequence[RecipientDecision],
-        replies: Sequence[Reply],
+        outcomes: Sequence[tuple[Reply, Reason]],
         size: int,
         seconds: float,
     ) -> None:
         """The end of data of one transaction and its replies, one per recipient."""
         self.accept_duration.observe(seconds)
         self.received_bytes.inc(size)
-        for decision, reply in zip(accepted, replies, strict=False):
-            self.recipient(reply, decision.tenant.slug if decision.tenant else "")
+        for decision, (reply, reason) in zip(accepted, outcomes, strict=False):
+            self.recipient(reply, reason, decision.tenant.slug if decision.tenant else "")
 
     def data_aborted(self, accepted: Sequence[RecipientDecision], reason: str) -> None:
         """A transaction the protocol ended after RCPT: too big, or a refused BDAT."""
         for decision in accepted:
             tenant = decision.tenant.slug if decision.tenant else ""
             if reason == "size":
-                self.recipient(_replies.TOO_BIG, tenant)
+                self.recipient(_replies.TOO_BIG, Reason.OVERSIZE, tenant)
             else:
-                self.recipients.labels("rejected", "aborted", tenant).inc()
+                self.recipients.labels("rejected", Reason.ABORTED.value, tenant).inc()
 
     async def render(self, limiter: trio.CapacityLimiter) -> bytes:
         """The text exposition, after refreshing the scrape-time values if stale."""
@@ -220,6 +189,16 @@ def backlog_collector(
     a registry that holds no LMTP counters: the supervisor of several serving
     processes reports these once, beside the merge of its processes' counters."""
     return _BacklogCollector(source, cache_s=cache_s, timeout_s=timeout_s)
+
+
+def _tenant_label(decision: RecipientDecision) -> str:
+    """The tenant of an accepted or disabled-tenant decision; else empty (a
+    refused address must not create a series of its own)."""
+    if decision.accepted and decision.tenant is not None:
+        return decision.tenant.slug
+    if decision.reason is not Reason.TENANT_DISABLED:
+        return ""
+    return decision.tenant.slug if decision.tenant is not None else _disabled_slug(decision)
 
 
 def _disabled_slug(decision: RecipientDecision) -> str:

@@ -14,11 +14,17 @@ from opentelemetry import trace
 
 from ingest_core.addressing import DIRECTORY_UNAVAILABLE
 from ingest_core.logs import bind
-from ingest_core.ports import Delivery, Envelope, RecipientDecision, RecipientOutcome, Reply
+from ingest_core.ports import (
+    Delivery,
+    Envelope,
+    Reason,
+    RecipientDecision,
+    RecipientOutcome,
+    Reply,
+)
 from ingest_core.spool import SpoolWriter
 from lmtpd import protocol as p
 from lmtpd.listeners import peer_allowed
-from lmtpd.metrics import reason_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -180,10 +186,12 @@ class Session:
                 )
         except Exception:
             log.exception("recipient check failed", extra={"peer": peer_text(self.peer)})
-            decision = RecipientDecision(address, DIRECTORY_UNAVAILABLE)
+            decision = RecipientDecision(
+                address, DIRECTORY_UNAVAILABLE, reason=Reason.DIRECTORY_UNAVAILABLE
+            )
         if decision.reply.positive and not decision.accepted:
             log.error("recipient check returned a positive reply without a tenant")
-            decision = RecipientDecision(address, INTERNAL_ERROR)
+            decision = RecipientDecision(address, INTERNAL_ERROR, reason=Reason.INTERNAL_ERROR)
         self.conn.answer_rcpt(decision.reply)
         if decision.accepted:
             self.accepted.append(decision)
@@ -191,7 +199,7 @@ class Session:
             log.info(
                 "recipient refused",
                 extra={"recipient": address[:256], "code": decision.reply.code,
-                       "reason": reason_for(decision.reply)},
+                       "reason": decision.reason.value},
             )  # fmt: skip
             self.server.metrics.recipient_refused(decision)
 
@@ -219,15 +227,16 @@ class Session:
             try:
                 delivery = Delivery(envelope, spool, contextvars.copy_context())
                 outcomes = await self.server.batcher.submit(delivery)
-                replies = _replies_for(self.accepted, outcomes)
+                answers = _answers_for(self.accepted, outcomes)
             except Exception:
                 log.exception("accept failed", extra={"peer": peer_text(self.peer)})
-                replies = [INTERNAL_ERROR] * len(self.accepted)
+                answers = [(INTERNAL_ERROR, Reason.INTERNAL_ERROR)] * len(self.accepted)
             finally:
                 spool.discard()
+        replies = [reply for reply, _ in answers]
         self.conn.answer_data(replies)
         seconds = time.perf_counter() - started
-        self.server.metrics.data_answered(self.accepted, replies, spool.size, seconds)
+        self.server.metrics.data_answered(self.accepted, answers, spool.size, seconds)
         self._log_transaction(outcomes, replies, spool.size, seconds)
         self.end_transaction()
 
@@ -259,14 +268,14 @@ class Session:
         bind(txn=None, message_id=None)
 
 
-def _replies_for(
+def _answers_for(
     accepted: Sequence[RecipientDecision], outcomes: Sequence[RecipientOutcome]
-) -> list[Reply]:
-    """The outcomes' replies, checked to be one per accepted recipient in order."""
+) -> list[tuple[Reply, Reason]]:
+    """The outcomes' replies and reasons, checked to be one per accepted recipient in order."""
     if [o.address for o in outcomes] != [d.address for d in accepted]:
         log.error("core returned outcomes that do not match the recipients")
-        return [INTERNAL_ERROR] * len(accepted)
-    return [o.reply for o in outcomes]
+        return [(INTERNAL_ERROR, Reason.INTERNAL_ERROR)] * len(accepted)
+    return [(o.reply, o.reason) for o in outcomes]
 
 
 def peer_text(peer: object) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from ingest_core import addressing
-from ingest_core.ports import RecipientDecision
+from ingest_core.ports import Reason, RecipientDecision
 from lmtpd.http import HttpServer, Readiness
 from lmtpd.metrics import BacklogSource, ServeMetrics
 from lmtpd.server import LmtpServer, ServerConfig
@@ -130,7 +130,11 @@ def milter_check(
                     port.check_recipient, address, True, limiter=server.limiter
                 )
         except Exception:  # the milter answers 451 4.4.3 for it
-            metrics.milter_decision(RecipientDecision(address, addressing.DIRECTORY_UNAVAILABLE))
+            metrics.milter_decision(
+                RecipientDecision(
+                    address, addressing.DIRECTORY_UNAVAILABLE, reason=Reason.DIRECTORY_UNAVAILABLE
+                )
+            )
             raise
         metrics.milter_decision(decision)
         return decision

@@ -10,16 +10,19 @@ from ingest_core.addressing import (
     SLUG_PATTERN,
     UNKNOWN_DOMAIN,
     UNKNOWN_MAILBOX,
+    Refusal,
     Route,
     is_role_address,
     route,
 )
+from ingest_core.ports import Reason
 
 DOMAINS = ("orders.example.com", "orders.example.net")
 
 
 def r(address: str) -> Route | object:
-    return route(address, domains=DOMAINS, mailbox="orders")
+    routed = route(address, domains=DOMAINS, mailbox="orders")
+    return routed.reply if isinstance(routed, Refusal) else routed
 
 
 @pytest.mark.parametrize(
@@ -108,3 +111,17 @@ def test_other_mailboxes_never_route(local: str, domain: str) -> None:
     if local.lower().startswith("orders+"):
         return
     assert not isinstance(r(f"{local}@{domain}"), Route)
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("orders+acme@evil.example.com", Reason.WRONG_DOMAIN),
+        ("sales+acme@orders.example.com", Reason.UNKNOWN_MAILBOX),
+        ("orders+\u212aiwi@orders.example.com", Reason.UNKNOWN_MAILBOX),
+    ],
+)
+def test_a_refusal_carries_its_reason(address: str, reason: Reason) -> None:
+    routed = route(address, domains=DOMAINS, mailbox="orders")
+    assert isinstance(routed, Refusal)
+    assert routed.reason is reason

@@ -111,15 +111,17 @@ async def test_protocol_refusals_are_logged_and_counted(start_observed, caplog) 
 async def test_milter_decisions_are_counted_with_the_same_vocabulary() -> None:
     from ingest_core import addressing
     from ingest_core.model import Tenant
-    from ingest_core.ports import RecipientDecision, Reply
+    from ingest_core.ports import Reason, RecipientDecision, Reply
 
     metrics = ServeMetrics()
     acme = Tenant(uuid.uuid4(), "acme", "Acme")
+    ok, unknown, disabled = Reason.OK, Reason.UNKNOWN_TENANT, Reason.TENANT_DISABLED
     metrics.milter_decision(
-        RecipientDecision(f"orders+acme@{DOMAIN}", Reply(250, "2.1.5", "OK"), acme)
+        RecipientDecision(f"orders+acme@{DOMAIN}", Reply(250, "2.1.5", "OK"), acme, reason=ok)
     )
-    metrics.milter_decision(RecipientDecision(f"orders+nobody@{DOMAIN}", addressing.UNKNOWN_TENANT))
-    metrics.milter_decision(RecipientDecision(f"orders+gone@{DOMAIN}", addressing.DISABLED_TENANT))
+    nobody, gone = f"orders+nobody@{DOMAIN}", f"orders+gone@{DOMAIN}"
+    metrics.milter_decision(RecipientDecision(nobody, addressing.UNKNOWN_TENANT, reason=unknown))
+    metrics.milter_decision(RecipientDecision(gone, addressing.DISABLED_TENANT, reason=disabled))
     text = (await metrics.render(trio.CapacityLimiter(1))).decode()
     got = samples(text, "ingest_milter_recipients_total")
     assert {tuple(dict(k).values()) for k in got} == {

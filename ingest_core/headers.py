@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from email.headerregistry import HeaderRegistry
 from typing import BinaryIO
 
+from ingest_core.text import displayable
+
 HEAD_LIMIT = 256 * 1024
 _MSGID = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]{1,500}@[\x21-\x3b\x3d\x3f-\x7e]{1,500}")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 MAX_TEXT = 998
 
 
@@ -32,8 +33,7 @@ def read_head(source: BinaryIO, limit: int = HEAD_LIMIT) -> bytes:
 def _clean(value: str | None) -> str | None:
     if value is None:
         return None
-    text = _CONTROL.sub("", " ".join(value.split()))[:MAX_TEXT]
-    return text or None
+    return displayable(value, MAX_TEXT) or None
 
 
 def clean_field(value: str | None, limit: int = MAX_TEXT) -> str | None:

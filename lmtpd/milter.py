@@ -37,6 +37,7 @@ from purepythonmilter import (
 
 from ingest_core.addressing import DIRECTORY_UNAVAILABLE
 from ingest_core.ports import RecipientDecision, Reply
+from ingest_core.text import smtp_safe
 from lmtpd.listeners import Network, format_address, parse_listen, peer_allowed
 
 log = logging.getLogger("ingest.milter")
@@ -95,13 +96,7 @@ def _enhanced_code(text: str, klass: Literal[4, 5]) -> tuple[Literal[4, 5], int,
     return (klass, int(parts[1]), int(parts[2]))
 
 
-def _reply_text(text: str) -> str | None:
-    """Printable ASCII only: the text goes into an SMTP reply line and a C string.
-
-    ``%`` is dropped too: libmilter-style consumers treat it as a format character.
-    """
-    cleaned = "".join(c if c.isascii() and c.isprintable() and c != "%" else " " for c in text)
-    return cleaned.strip() or None
+_reply_text = smtp_safe  # the text goes into an SMTP reply line and a C string
 
 
 # -- the milter application --------------------------------------------------------

@@ -18,6 +18,7 @@ import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from ingest_core.errors import DnsTemporaryError
+from ingest_core.text import displayable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,7 +31,6 @@ _library_log.setLevel(logging.CRITICAL)
 
 MIN_KEY_BITS = 1024
 Signed = TypeVar("Signed", dkim.DKIM, dkim.ARC)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ def signer(value: bytes | str) -> tuple[str, str]:
         return "", ""
     domain = tags.get(b"d", b"").decode("ascii", "replace").strip().lower()
     selector = tags.get(b"s", b"").decode("ascii", "replace").strip()
-    return _CONTROL.sub("", domain)[:253], _CONTROL.sub("", selector)[:253]
+    return displayable(domain, 253), displayable(selector, 253)
 
 
 class KeyLookup:
@@ -96,9 +96,9 @@ def _verify_one(message: dkim.DKIM, idx: int, keys: KeyLookup, who: tuple[str, s
     except dkim.ValidationError as exc:
         if "body hash mismatch" in str(exc):
             return Checked(*who, "fail", "body hash mismatch")
-        return Checked(*who, "permerror", _CONTROL.sub("", str(exc))[:200])
+        return Checked(*who, "permerror", displayable(str(exc), 200))
     except dkim.DKIMException as exc:
-        return Checked(*who, "permerror", _CONTROL.sub("", str(exc))[:200])
+        return Checked(*who, "permerror", displayable(str(exc), 200))
     except Exception:  # dkimpy on hostile input
         log.warning("DKIM verification failed unexpectedly", exc_info=True)
         return Checked(*who, "permerror", "signature could not be evaluated")
@@ -147,7 +147,7 @@ def verify_arc(message: bytes, txt: Callable[[str], list[bytes]]) -> tuple[str, 
     except DnsTemporaryError as exc:
         return "fail", f"ARC key lookup failed: {exc}"
     except dkim.DKIMException as exc:
-        return "fail", _CONTROL.sub("", str(exc))[:200]
+        return "fail", displayable(str(exc), 200)
     except Exception:  # dkimpy on hostile input
         log.warning("ARC verification failed unexpectedly", exc_info=True)
         return "fail", "ARC chain could not be evaluated"
@@ -155,4 +155,4 @@ def verify_arc(message: bytes, txt: Callable[[str], list[bytes]]) -> tuple[str, 
         return "pass", None
     if cv == dkim.CV_None:
         return "none", None
-    return "fail", _CONTROL.sub("", str(reason))[:200]
+    return "fail", displayable(str(reason), 200)

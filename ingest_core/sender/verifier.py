@@ -28,6 +28,7 @@ from ingest_core.model import MAX_MESSAGE_BYTES
 from ingest_core.sender import dmarc
 from ingest_core.sender.dkim import signer, verify_arc, verify_dkim
 from ingest_core.sender.dns import DnsResolver
+from ingest_core.text import displayable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,7 +39,6 @@ log = logging.getLogger("ingest.sender")
 
 MAX_DKIM_SIGNATURES = 10
 _TOKEN = re.compile(r"[^A-Za-z0-9._@+=-]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SPF_RESULTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"})
 
 
@@ -85,8 +85,8 @@ class SenderAuth:
 
 
 def clean(text: str | None, limit: int = 200) -> str:
-    """Display-safe text: no control or bidi characters, one line, bounded."""
-    return _CONTROL.sub("", " ".join((text or "").split()))[:limit]
+    """Display-safe text (:func:`ingest_core.text.displayable`), bounded."""
+    return displayable(text, limit)
 
 
 def _token(text: str | None, limit: int = 253) -> str:

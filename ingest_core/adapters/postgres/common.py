@@ -26,6 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ingest_core.breaker import CircuitOpen
 from ingest_core.errors import StoreUnavailable, Unavailable
+from ingest_core.text import storable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -270,14 +271,4 @@ def database_errors(operation: str, error: type[Unavailable] = StoreUnavailable)
         raise error(f"database {operation} failed ({describe(exc)})", cause=cause) from exc
 
 
-def clean_text(text: str | None) -> str | None:
-    """Make sender-controlled text storable: Postgres text holds neither NUL nor
-    lone surrogates (which ``surrogateescape`` decoding can produce). Both become
-    U+FFFD instead of turning a message into a permanent database error."""
-    if text is None:
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text.replace("\x00", "\ufffd")
+clean_text = storable  # what every adapter calls before it writes sender text

@@ -22,23 +22,18 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from ingest_core.errors import CircuitOpen
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+__all__ = ["Breaker", "CircuitOpen", "State"]
 
 
 class State(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     PROBING = "probing"  # half open, the probe is out
-
-
-class CircuitOpen(Exception):
-    """Raised instead of calling a dependency the breaker holds as unreachable."""
-
-    def __init__(self, name: str, cause: str) -> None:
-        super().__init__(f"{name} unavailable ({cause}; not retried until the breaker's probe)")
-        self.name = name
-        self.cause = cause
 
 
 class Breaker:

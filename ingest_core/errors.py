@@ -86,3 +86,27 @@ class RetryLater(IngestError):
         self.message_id = message_id
         self.attempts = attempts
         self.delay_s = delay_s
+
+
+class CircuitOpen(IngestError):
+    """Raised instead of calling a dependency its breaker holds as unreachable
+    (``ingest_core.breaker``); adapters turn it into their Unavailable error."""
+
+    def __init__(self, name: str, cause: str) -> None:
+        super().__init__(f"{name} unavailable ({cause}; not retried until the breaker's probe)")
+        self.name = name
+        self.cause = cause
+
+
+class ManifestError(IngestError):
+    """The message cannot be turned into a manifest (``ingest_core.mime``). Permanent
+    for the message concerned: the same bytes fail the same way on every attempt,
+    so extraction marks it FAILED."""
+
+
+class ManifestLimitExceeded(ManifestError):
+    """A limit (parts, nesting, decoded bytes, header size) was exceeded."""
+
+
+class MalformedMessage(ManifestError):
+    """The message is broken beyond what lenient parsing repairs."""

@@ -1,4 +1,4 @@
-"""Group commit: concurrent callers share one transaction (DESIGN §4).
+"""Group commit: concurrent callers share one transaction (docs/contracts.md, Durable accept).
 
 Each accept runs in its own worker thread and would otherwise pay for its own
 commit (a WAL flush) on its own pooled connection. Here the first caller to

@@ -1,4 +1,4 @@
-"""The durable-accept use case (DESIGN §4) and the channel port it serves."""
+"""The durable-accept use case (docs/contracts.md, Durable accept) and its channel port."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ class InboundService:
         self._store = store
         self._repository = repository
         self._queue = queue
-        # Concurrent accepts share one database transaction (DESIGN §4).
+        # Concurrent accepts share one database transaction (docs/contracts.md).
         self._records: GroupCommit[NewMessage, Recorded] = GroupCommit(repository.record_many)
 
     def check_recipient(self, address: str, smtputf8: bool) -> RecipientDecision:

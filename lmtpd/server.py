@@ -31,7 +31,7 @@ __all__ = ["INTERNAL_ERROR", "LmtpServer", "ServerConfig"]
 log = logging.getLogger("ingest.lmtp")
 
 
-_DEFAULTS = Settings()  # one source for the limits' defaults (DESIGN §6)
+_DEFAULTS = Settings()  # one source for the limits' defaults (docs/configuration.md)
 
 
 @dataclass(frozen=True, slots=True)

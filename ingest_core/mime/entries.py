@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     import uuid
     from pathlib import Path
 
-    from ingest_core.settings import Settings
-
 
 @dataclass(frozen=True, slots=True)
 class MimeLimits:
@@ -21,15 +19,6 @@ class MimeLimits:
     max_depth: int = 10
     max_decoded_bytes: int = 268_435_456
     max_lines: int = 1_000_000
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> MimeLimits:
-        return cls(
-            max_parts=settings.extract_max_parts,
-            max_depth=settings.extract_max_depth,
-            max_decoded_bytes=settings.extract_max_decoded_bytes,
-            max_lines=settings.extract_max_lines,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,8 @@
-"""Errors of the MIME manifest. All are permanent for the message concerned:
-the same bytes fail the same way on every attempt, so the caller marks it FAILED."""
+"""Errors of the MIME manifest; they live in :mod:`ingest_core.errors` with the
+others the core catches, and are named here for the package's own modules."""
 
 from __future__ import annotations
 
-from ingest_core.errors import IngestError
+from ingest_core.errors import MalformedMessage, ManifestError, ManifestLimitExceeded
 
-
-class ManifestError(IngestError):
-    """The message cannot be turned into a manifest."""
-
-
-class ManifestLimitExceeded(ManifestError):
-    """A limit (parts, nesting, decoded bytes, header size) was exceeded."""
-
-
-class MalformedMessage(ManifestError):
-    """The message is broken beyond what lenient parsing repairs."""
+__all__ = ["MalformedMessage", "ManifestError", "ManifestLimitExceeded"]

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
         StoredMessage,
         Tenant,
     )
-    from ingest_core.sender.policy import SenderAuthLike, SenderRules
+    from ingest_core.sender.policy import SenderRules
+    from ingest_core.sender.verifier import SenderAuth
     from ingest_core.spool import Spool
 
 
@@ -287,7 +288,7 @@ class SenderVerifier(Protocol):
         envelope_from: str,
         client_address: str | None,
         client_helo: str | None,
-    ) -> SenderAuthLike:
+    ) -> SenderAuth:
         """SPF, DKIM, DMARC and ARC verdicts for the raw message. Never raises for
         hostile input or DNS trouble: those become temperror/permerror verdicts."""
         ...

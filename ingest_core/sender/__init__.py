@@ -11,7 +11,6 @@ from ingest_core.sender.gate import SenderCheck, check_sender
 from ingest_core.sender.policy import (
     PASS,
     PolicyDecision,
-    SenderAuthLike,
     SenderPolicy,
     SenderRules,
     normalise_pattern,
@@ -25,7 +24,6 @@ __all__ = [
     "DnsSenderVerifier",
     "PolicyDecision",
     "SenderAuth",
-    "SenderAuthLike",
     "SenderCheck",
     "SenderPolicy",
     "SenderRules",

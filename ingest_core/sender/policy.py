@@ -19,12 +19,14 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ingest_core.model import AuthVerdict
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from ingest_core.sender.verifier import SenderAuth
 
 
 class SenderPolicy(enum.StrEnum):
@@ -116,40 +118,10 @@ def evaluate(rules: SenderRules, verdict: AuthVerdict) -> PolicyDecision:
     )
 
 
-class _DkimLike(Protocol):
-    @property
-    def domain(self) -> str: ...
-    @property
-    def selector(self) -> str: ...
-    @property
-    def result(self) -> str: ...
-
-
-class SenderAuthLike(Protocol):
-    """What the verifier reports (``ingest_core.sender.verifier.SenderAuth``)."""
-
-    @property
-    def spf(self) -> str: ...
-    @property
-    def dkim(self) -> tuple[_DkimLike, ...]: ...
-    @property
-    def dmarc(self) -> str: ...
-    @property
-    def dmarc_policy(self) -> str | None: ...
-    @property
-    def from_domain(self) -> str | None: ...
-    @property
-    def from_address(self) -> str | None: ...
-    @property
-    def aligned(self) -> bool: ...
-    @property
-    def arc(self) -> str: ...
-    @property
-    def summary(self) -> str: ...
-
-
-def verdict_from(auth: SenderAuthLike) -> AuthVerdict:
-    """The verifier's report as the domain value the repository stores."""
+def verdict_from(auth: SenderAuth) -> AuthVerdict:
+    """The verifier's report (everything it found, for people and for the
+    policy) as the verdict the repository stores with the message (what the
+    policy and the operator views need, and whether DNS trouble took part)."""
     dkim = tuple((d.domain, d.selector, d.result) for d in auth.dkim)
     temporary = auth.dmarc == "temperror" or (
         not auth.aligned

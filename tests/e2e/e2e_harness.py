@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tests.procs import free_port
+from tests.procs import Child, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -277,7 +276,11 @@ class Ingest:
     milter_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     domain: str = DOMAIN
-    process: subprocess.Popen[bytes] | None = None
+    child: Child | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.child.process if self.child is not None else None
 
     @property
     def data_dir(self) -> Path:
@@ -309,37 +312,26 @@ class Ingest:
         return result.stdout
 
     def start(self) -> None:
-        assert self.process is None
+        assert self.child is None
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "lmtpd.cli", "serve", "--with-worker"],
-                env=self.env(),
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        argv = [sys.executable, "-m", "lmtpd.cli", "serve", "--with-worker"]
+        self.child = Child(argv, self.env(), self.log_file)
+        self.child.start()
         wait_for("ingest to listen", lambda: self._ready(offset), timeout_s=120)
 
     def _ready(self, offset: int) -> bool | None:
-        assert self.process is not None
-        if self.process.poll() is not None:
+        assert self.child is not None
+        if not self.child.alive():
             raise AssertionError(f"ingest serve exited early:\n{self.log_tail()}")
         with self.log_file.open("rb") as log:
             log.seek(offset)
             return True if b"milter listening" in log.read() else None
 
     def stop(self) -> None:
-        if self.process is None:
+        if self.child is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        self.child.stop(timeout_s=90)
+        self.child = None
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_file.exists():

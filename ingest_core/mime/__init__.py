@@ -7,14 +7,11 @@ parser with its limits), ``decode`` (transfer encodings, streamed),
 and ``errors``.
 """
 
+from ingest_core.mime.entries import ExtractedFile, ManifestEntry, MimeLimits, attachment_key
 from ingest_core.mime.errors import MalformedMessage, ManifestError, ManifestLimitExceeded
 from ingest_core.mime.manifest import (
-    ExtractedFile,
     Manifest,
-    ManifestEntry,
-    MimeLimits,
     ParsedMessage,
-    attachment_key,
     build_manifest,
     iter_attachments,
     parse_message,

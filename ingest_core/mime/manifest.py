@@ -21,28 +21,14 @@ from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ingest_core.mime.entries import ExtractedFile, ManifestEntry, MimeLimits, attachment_key
-from ingest_core.mime.errors import MalformedMessage, ManifestError, ManifestLimitExceeded
+from ingest_core.mime.errors import ManifestLimitExceeded
 from ingest_core.mime.scan import PartBudget, budget_of, parse_stream
 from ingest_core.mime.walk import Walker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = [
-    "ExtractedFile",
-    "MalformedMessage",
-    "Manifest",
-    "ManifestEntry",
-    "ManifestError",
-    "ManifestLimitExceeded",
-    "MimeLimits",
-    "ParsedMessage",
-    "attachment_key",
-    "build_manifest",
-    "iter_attachments",
-    "parse_message",
-]
+    from ingest_core.mime.entries import ExtractedFile, ManifestEntry, MimeLimits
 
 PARSE_CHUNK = 64 * 1024
 

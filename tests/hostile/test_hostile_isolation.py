@@ -94,7 +94,8 @@ def test_every_tenant_read_of_the_repository_port_takes_an_org_id() -> None:
     """Reads returning a tenant's data (message rows, attachments) require org_id;
     the rest are the worker's own by-id steps or return ids only."""
     by_id_worker_steps = {
-        "claim", "finish", "fail", "reset_for_replay", "record_auth", "quarantine", "release",
+        "claim", "finish", "fail", "reset_for_replay", "record_auth", "record_automated",
+        "quarantine", "release",
     }  # fmt: skip
     ids_only = {"stale", "ids_with_status"}
     for name, method in inspect.getmembers(MessageRepository, inspect.isfunction):

@@ -68,7 +68,7 @@ def test_extraction_span_links_to_the_accept_span(
         app.admin.add("acme", "Acme")
         decision = app.service.check_recipient(f"orders+acme@{DOMAIN}", False)
         [outcome] = app.service.accept(
-            Envelope(mail_from="", recipients=(decision,)),
+            Envelope(mail_from="buyer@customer.example", recipients=(decision,)),
             Spool.from_bytes(b"Subject: traced\r\n\r\nbody\r\n"),
         )
         assert outcome.reply.code == 250

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -16,6 +17,7 @@ from ingest_core.settings import Settings
 from ingest_core.telemetry import configure_tracing
 from lmtpd.cli import messages as cli_messages
 from lmtpd.cli import tenants as cli_tenants
+from lmtpd.cli import tokens as cli_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_tenants.add_parser(sub)
     cli_messages.add_parser(sub)
+    cli_tokens.add_parser(sub)
 
     export = sub.add_parser("export", help="one tenant's messages as a SQLite file")
     export.add_argument("--org", required=True, help="tenant slug")
@@ -90,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_consumer(workers=args.workers)
     try:
         return _with_app(args, settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -110,6 +116,8 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
             return cli_tenants.run(app, args)
         if args.command == "messages":
             return cli_messages.run(app, args)
+        if args.command == "tokens":
+            return cli_tokens.run(app, args)
         if args.command == "export":
             return _export(app, args)
         if args.command == "replay":
@@ -125,9 +133,39 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve(app: bootstrap.App, args: argparse.Namespace, settings: Settings) -> None:
     """One process, or with ``--processes N`` (N > 1) a supervisor and N serving
-    processes (``lmtpd.cli.supervisor``)."""
+    processes (``lmtpd.cli.supervisor``). A listener that cannot be bound ends it
+    with its ConfigError."""
+    # Ignored outside trio.run: its signal receivers replace this while serving
+    # and put it back after, so a late SIGTERM cannot cut the cleanup (pool,
+    # embedded database) short. Children started while serving get the default.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _run_serve(app, args, settings)
+    except BaseExceptionGroup as group:
+        config_error = _config_error_in(group)
+        if config_error is None:
+            raise
+        raise config_error from None
+
+
+def _config_error_in(group: BaseExceptionGroup[BaseException]) -> ConfigError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, ConfigError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _config_error_in(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def _run_serve(app: bootstrap.App, args: argparse.Namespace, settings: Settings) -> None:
     import trio
 
+    from ingest_core.effective import setup_summary
+
+    setup = setup_summary(settings, app.database_url)
     processes = args.processes or settings.processes
     worker_env = app.child_environment() if args.with_worker else None
     if processes == 1:
@@ -140,6 +178,7 @@ def _serve(app: bootstrap.App, args: argparse.Namespace, settings: Settings) -> 
                 milter=not args.no_milter,
                 worker_env=worker_env,
                 probes=app,
+                setup=setup,
             )
         )
         return
@@ -153,6 +192,7 @@ def _serve(app: bootstrap.App, args: argparse.Namespace, settings: Settings) -> 
             milter=not args.no_milter,
             worker_env=worker_env,
             probes=app,
+            setup=setup,
         )
     )
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from ingest_core import addressing
+from ingest_core.errors import ConfigError, Unavailable
 from ingest_core.ports import Reason, RecipientDecision
 from lmtpd.http import HttpServer, Readiness
 from lmtpd.metrics import BacklogSource, ServeMetrics
@@ -55,50 +56,117 @@ async def run_services(
     milter: bool,
     worker_env: Mapping[str, str] | None,
     probes: Probes | None = None,
+    setup: Mapping[str, object] | None = None,
 ) -> None:
     """Run until a signal arrives; then drain and return. Without ``probes`` the
-    HTTP endpoint checks no dependency and exports no queue or message counts."""
+    HTTP endpoint checks no dependency and exports no queue or message counts.
+    ``setup`` (data dir, database, object store, queue; no secrets) goes on the
+    ``ready`` line, logged once the dependencies answer. A listener that cannot
+    be bound raises ConfigError before anything is served."""
     metrics = ServeMetrics(probes)
     server = LmtpServer(port, server_config(settings), metrics)
     async with trio.open_nursery() as nursery:
 
         async def lmtp(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-            await server.serve(settings.lmtp_listen, task_status=task_status)
+            try:
+                await server.serve(settings.lmtp_listen, task_status=task_status)
+            except (OSError, BaseExceptionGroup) as exc:
+                bind = bind_error(exc)
+                if bind is None or server.address is not None:
+                    raise
+                raise listen_error("INGEST_LMTP_LISTEN", settings.lmtp_listen, bind) from bind
             nursery.cancel_scope.cancel()
 
-        nursery.start_soon(_on_signals, server)
+        nursery.start_soon(_on_signals, server, nursery.cancel_scope)
         address = await nursery.start(lmtp)
+        milter_address = None
         if milter:
-            await nursery.start(_milter, settings, port, server, metrics)
+            milter_address = await nursery.start(_milter, settings, port, server, metrics)
         http = HttpServer(metrics, probes, shutting_down=server.closing.is_set)
         if settings.http_enabled:
             await nursery.start(http_endpoint, http, settings.http_listen)
-        log.info("ready", extra={"lmtp": address, "http": http.address})
+        log.info(
+            "listening", extra={"lmtp": address, "milter": milter_address, "http": http.address}
+        )
+        nursery.start_soon(announce_ready, probes, setup or {})
         if worker_env is not None:
             nursery.start_soon(supervise_worker, worker_env, server.closing)
 
 
-async def _on_signals(server: LmtpServer) -> None:
+async def _on_signals(server: LmtpServer, scope: trio.CancelScope) -> None:
+    """The first SIGTERM/SIGINT drains; a second stops at once. Signals stay
+    handled until the services end, so the process always exits through its
+    cleanup (which releases the embedded database)."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-            server.shutdown()
-            return
+            name = signal.Signals(signum).name
+            if not server.closing.is_set():
+                log.info("shutting down", extra={"signal": name})
+                server.shutdown()
+                continue
+            log.warning("second signal: stopping without waiting", extra={"signal": name})
+            scope.cancel()
+
+
+def bind_error(exc: BaseException) -> OSError | None:
+    """The OSError of a listener that could not be bound, raised alone or as the
+    only error of (nested) exception groups; else None."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+def listen_error(variable: str, listen: str, exc: OSError) -> ConfigError:
+    """A listener that cannot be bound, as the one-line configuration error."""
+    reason = exc.strerror or type(exc).__name__
+    return ConfigError(
+        f"{variable}: cannot listen on {listen} ({reason})"
+        f" — stop what holds it or set {variable} to a free address"
+    )
+
+
+async def announce_ready(
+    probes: Probes | None, setup: Mapping[str, object], interval_s: float = 1.0
+) -> None:
+    """Log ``ready`` once every readiness check passes; until then, log what
+    fails (once per change)."""
+    last: dict[str, str] | None = None
+    while probes is not None:
+        failing = await trio.to_thread.run_sync(_failing_checks, probes)
+        if not failing:
+            break
+        if failing != last:
+            log.warning("waiting for dependencies", extra=failing)
+            last = failing
+        await trio.sleep(interval_s)
+    log.info("ready", extra=dict(setup))
+
+
+def _failing_checks(probes: Probes) -> dict[str, str]:
+    failing: dict[str, str] = {}
+    for name, check in probes.readiness_checks().items():
+        try:
+            check()
+        except Unavailable as exc:
+            failing[name] = exc.cause
+        except Exception as exc:
+            failing[name] = type(exc).__name__
+    return failing
 
 
 async def http_endpoint(
     http: HttpServer, listen: str, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """The HTTP endpoint; a port it cannot bind is logged, and mail is still served."""
+    """The HTTP endpoint (health, readiness, metrics). A port it cannot bind
+    raises ConfigError: a server without them would be killed by its
+    orchestrator anyway, later and less clearly."""
     try:
         await http.serve(listen, task_status=task_status)
-    except OSError as exc:
-        if http.address is not None:
+    except (OSError, BaseExceptionGroup) as exc:
+        bind = bind_error(exc)
+        if bind is None or http.address is not None:
             raise
-        log.error(
-            "http endpoint not started", extra={"listen": listen, "error": exc.strerror or ""}
-        )
-        task_status.started(None)
+        raise listen_error("INGEST_HTTP_LISTEN", listen, bind) from bind
 
 
 async def _milter(
@@ -111,9 +179,12 @@ async def _milter(
     from lmtpd.milter import serve_milter
 
     check, role = milter_check(settings, port, server, metrics)
-    await serve_milter(
-        settings.milter_listen, settings.milter_allow_from, check, role, task_status=task_status
-    )
+    try:
+        await serve_milter(
+            settings.milter_listen, settings.milter_allow_from, check, role, task_status=task_status
+        )
+    except OSError as exc:  # serve_milter raises it only when it cannot listen
+        raise listen_error("INGEST_MILTER_LISTEN", settings.milter_listen, exc) from exc
 
 
 def milter_check(

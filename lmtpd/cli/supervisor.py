@@ -33,7 +33,7 @@ import trio
 
 from lmtpd.cli.child import ChildSpec
 from lmtpd.cli.merged_metrics import MergedMetrics
-from lmtpd.cli.serve import http_endpoint, supervise_worker
+from lmtpd.cli.serve import announce_ready, http_endpoint, listen_error, supervise_worker
 from lmtpd.http import HttpServer
 from lmtpd.listeners import bound_address, open_listeners
 
@@ -91,10 +91,22 @@ class Supervisor:
         """The ``lmtp`` entry of ``/readyz``."""
         return {"ok": self.up == len(self.slots), "processes": len(self.slots), "up": self.up}
 
-    async def run(self, probes: Probes | None, worker_env: Mapping[str, str] | None) -> None:
+    async def run(
+        self,
+        probes: Probes | None,
+        worker_env: Mapping[str, str] | None,
+        setup: Mapping[str, object] | None = None,
+    ) -> None:
         settings = self.settings
-        lmtp = await open_listeners(settings.lmtp_listen)
-        milter = await open_listeners(settings.milter_listen) if self.milter else []
+        lmtp = await _listen("INGEST_LMTP_LISTEN", settings.lmtp_listen)
+        try:
+            milter = (
+                await _listen("INGEST_MILTER_LISTEN", settings.milter_listen) if self.milter else []
+            )
+        except BaseException:
+            for listener in lmtp:
+                await listener.aclose()
+            raise
         self._lmtp_fds = tuple(listener.socket.fileno() for listener in lmtp)
         self._milter_fds = tuple(listener.socket.fileno() for listener in milter)
         address = bound_address(lmtp)
@@ -110,7 +122,7 @@ class Supervisor:
                 nursery.start_soon(self._on_signals)
                 if settings.http_enabled:
                     await nursery.start(http_endpoint, http, settings.http_listen)
-                nursery.start_soon(self._announce, address, http)
+                nursery.start_soon(self._announce, address, http, probes, setup or {})
                 if worker_env is not None:
                     nursery.start_soon(supervise_worker, worker_env, self.closing)
                 async with trio.open_nursery() as children:
@@ -132,11 +144,18 @@ class Supervisor:
                     log.info("shutting down", extra={"signal": signal.Signals(signum).name})
                     self.closing.set()
 
-    async def _announce(self, address: str, http: HttpServer) -> None:
+    async def _announce(
+        self,
+        address: str,
+        http: HttpServer,
+        probes: Probes | None,
+        setup: Mapping[str, object],
+    ) -> None:
         await self.all_ready.wait()
         log.info(
-            "ready", extra={"lmtp": address, "http": http.address, "processes": len(self.slots)}
+            "listening", extra={"lmtp": address, "http": http.address, "processes": len(self.slots)}
         )
+        await announce_ready(probes, setup)
 
     async def _keep_running(self, slot: _Slot) -> None:
         """Run the child of ``slot`` until shutdown, restarting it when it exits."""
@@ -217,6 +236,13 @@ class Supervisor:
         process.kill()
 
 
+async def _listen(variable: str, listen: str) -> list[trio.SocketListener]:
+    try:
+        return await open_listeners(listen)
+    except OSError as exc:
+        raise listen_error(variable, listen, exc) from exc
+
+
 async def run_supervisor(
     settings: Settings,
     count: int,
@@ -225,8 +251,10 @@ async def run_supervisor(
     milter: bool,
     worker_env: Mapping[str, str] | None,
     probes: Probes | None = None,
+    setup: Mapping[str, object] | None = None,
 ) -> None:
-    """Serve with ``count`` child processes until a signal arrives; then drain them."""
+    """Serve with ``count`` child processes until a signal arrives; then drain them.
+    A listener that cannot be bound raises ConfigError."""
     with tempfile.TemporaryDirectory(prefix="ingest-serve-") as private:  # mode 0700
         supervisor = Supervisor(settings, count, Path(private), child_env=child_env, milter=milter)
-        await supervisor.run(probes, worker_env)
+        await supervisor.run(probes, worker_env, setup)

@@ -21,8 +21,10 @@ from ingest_core.adapters.postgres.migrate import migrate
 from ingest_core.adapters.postgres.operator import OperatorQueries
 from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
+from ingest_core.adapters.postgres.tokens import PostgresTokens
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
+from ingest_core.api.tokens import Tokens
 from ingest_core.breaker import Breaker
 from ingest_core.extraction import ExtractionConfig
 from ingest_core.guarded import GuardedBlobStore
@@ -72,6 +74,7 @@ class App:
     sender_rules: SenderRulesSource
     automated: AutomatedAdmin
     automated_policies: AutomatedPolicySource
+    tokens: Tokens
     extras: dict[str, Any] = field(default_factory=dict)
 
     def verifier(self) -> SenderVerifier:
@@ -273,6 +276,7 @@ def open_app(
             sender_rules=sender_rules or PostgresSenderRules(pool),
             automated=AutomatedAdmin(pool),
             automated_policies=automated_policies or PostgresAutomatedPolicies(pool),
+            tokens=Tokens(PostgresTokens(pool)),
         )
         if verifier is not None:
             app.extras["verifier"] = verifier

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from contextvars import Context
     from datetime import datetime
 
+    from ingest_core.api.tokens import TokenRecord
     from ingest_core.automated.policy import AutomatedPolicy
     from ingest_core.errors import StoreUnavailable
     from ingest_core.model import (
@@ -297,4 +298,24 @@ class SenderVerifier(Protocol):
 class JobQueue(Protocol):
     def enqueue_extraction(self, message_id: uuid.UUID) -> None:
         """Schedule extraction by id. Raises QueueUnavailable."""
+        ...
+
+
+class TokenRepository(Protocol):
+    """API tokens (``ingest_core.api.tokens``); ``org_slug`` None means admin tokens."""
+
+    def insert(
+        self, token_id: str, org_slug: str | None, name: str, secret_sha256: str
+    ) -> TokenRecord:
+        """Raises TenantError for an unknown tenant or a live token of that name."""
+        ...
+
+    def list(self, org_slug: str | None) -> list[TokenRecord]: ...
+
+    def revoke(self, org_slug: str | None, name: str) -> TokenRecord | None: ...
+
+    def find(self, token_id: str) -> TokenRecord | None: ...
+
+    def touch(self, token_id: str) -> None:
+        """Set ``last_used_at`` to now (at most once a minute: the caller checks)."""
         ...

@@ -9,13 +9,17 @@ export INGEST_LOG_FORMAT := env_var_or_default("INGEST_LOG_FORMAT", "console")
 default:
     @{{just_executable()}} --list
 
+# (`./dev run` runs `setup`, then becomes the server, so that Ctrl-C reaches it directly)
 # embedded Postgres, migrations, demo tenant `acme`, LMTP + milter + worker in the foreground
-run:
+run: setup
+    {{venv}}/ingest serve --with-worker
+
+# migrations (creating the embedded Postgres on first use) and the demo tenant `acme`
+setup:
     {{venv}}/ingest db upgrade
     {{venv}}/ingest tenants add acme --name "Acme Corp (demo)" --if-missing
-    @echo "Send a sample order:   ./dev send"
+    @echo "Send a sample order:   ./dev send            (./dev send --help)"
     @echo "See the rows:          .venv/bin/ingest messages list"
-    {{venv}}/ingest serve --with-worker
 
 # the test suite (all tiers but e2e); pytest exits non-zero when no test ran
 test *ARGS:
@@ -29,9 +33,10 @@ lint:
     {{venv}}/lint-imports
     {{venv}}/hadolint Dockerfile
 
-# a sample order with a PDF attachment to the demo tenant (server must be running)
-send TO="orders+acme@orders.localhost":
-    {{venv}}/python -m lmtpd.cli.sample --to "{{TO}}"
+# a sample order with a PDF attachment to the demo tenant (server must be running); e.g. --to ADDR
+[positional-arguments]
+send *ARGS:
+    {{venv}}/python -m lmtpd.cli.sample "$@"
 
 # the huey consumer on its own (extraction worker)
 worker *ARGS:

@@ -14,10 +14,15 @@ from ingest_core import operations
 from ingest_core.adapters.objects import LocalObjectStore, object_store_from_url
 from ingest_core.adapters.postgres import PostgresMessageRepository
 from ingest_core.adapters.postgres import health as pg_health
+from ingest_core.adapters.postgres.audit import PostgresAuditLog
 from ingest_core.adapters.postgres.automated import AutomatedAdmin, PostgresAutomatedPolicies
 from ingest_core.adapters.postgres.common import Pool, open_pool
-from ingest_core.adapters.postgres.embedded import database_url_for
-from ingest_core.adapters.postgres.migrate import migrate
+from ingest_core.adapters.postgres.embedded import database_url_for, ensure_folder
+from ingest_core.adapters.postgres.migrate import (
+    applied_migrations,
+    available_migrations,
+    migrate,
+)
 from ingest_core.adapters.postgres.operator import OperatorQueries
 from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
@@ -26,6 +31,7 @@ from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
 from ingest_core.api.tokens import Tokens
 from ingest_core.breaker import Breaker
+from ingest_core.errors import IngestError, Unavailable
 from ingest_core.extraction import ExtractionConfig
 from ingest_core.guarded import GuardedBlobStore
 from ingest_core.mime import MimeLimits
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
+    from ingest_core.audit import AuditLog
     from ingest_core.ports import (
         AutomatedPolicySource,
         BlobStore,
@@ -75,6 +82,7 @@ class App:
     automated: AutomatedAdmin
     automated_policies: AutomatedPolicySource
     tokens: Tokens
+    audit: AuditLog
     extras: dict[str, Any] = field(default_factory=dict)
 
     def verifier(self) -> SenderVerifier:
@@ -89,6 +97,11 @@ class App:
 
     def migrate(self) -> list[str]:
         return migrate(self.database_url, timeout_s=self.settings.store_timeout_s)
+
+    def pending_migrations(self) -> list[str]:
+        """Migrations the database lacks (all of them for an empty database)."""
+        applied = set(applied_migrations(self.database_url, timeout_s=self._probe_timeout_s))
+        return [version for version in migration_versions() if version not in applied]
 
     @property
     def extraction(self) -> ExtractionConfig:
@@ -213,15 +226,24 @@ def open_app(
     sender_rules: SenderRulesSource | None = None,
     verifier: SenderVerifier | None = None,
     automated_policies: AutomatedPolicySource | None = None,
+    audit: AuditLog | None = None,
+    create_database: bool = True,
 ) -> Iterator[App]:
     """All adapters for ``settings``; the pool is closed on exit.
+
+    ``create_database``: whether an embedded database that does not exist yet
+    is created (``db upgrade`` and ``serve``); otherwise that is a ConfigError
+    naming the folder looked in. A data folder the defaults need but that cannot
+    be created is a ConfigError too.
 
     Each keyword replaces the adapter bootstrap would build (tests pass fakes
     here). ``huey``: the instance the extraction tasks are registered on (built
     from ``settings.queue_url`` when None); ``tasks``: tasks already registered on
     it (the consumer's, see :func:`open_worker`), else they are registered here
     with this app as their adapters."""
-    database_url = database_url_for(settings)
+    if uses_data_dir(settings):
+        ensure_folder(settings.data_dir)
+    database_url = database_url_for(settings, create=create_database)
     pool = open_pool(
         database_url,
         timeout_s=settings.store_timeout_s,
@@ -277,6 +299,7 @@ def open_app(
             automated=AutomatedAdmin(pool),
             automated_policies=automated_policies or PostgresAutomatedPolicies(pool),
             tokens=Tokens(PostgresTokens(pool)),
+            audit=audit or PostgresAuditLog(pool),
         )
         if verifier is not None:
             app.extras["verifier"] = verifier
@@ -287,6 +310,80 @@ def open_app(
         yield app
     finally:
         pool.close()
+
+
+def check_dependencies(settings: Settings) -> dict[str, str | None]:
+    """Postgres (reached, schema up to date), the object store and the queue,
+    each asked once: None when it answered, else what failed, with the
+    dependency's own error. Creates no embedded database and no queue file."""
+    timeout_s = min(PROBE_TIMEOUT_S, settings.store_timeout_s)
+
+    def postgres() -> None:
+        url = database_url_for(settings, create=False)
+        applied = set(applied_migrations(url, timeout_s=timeout_s))
+        missing = [version for version, _ in available_migrations() if version not in applied]
+        if missing:
+            raise IngestError(
+                f"reached, but {len(missing)} migration(s) not applied ({missing[0]}…)"
+                " — run `ingest db upgrade`"
+            )
+
+    def object_store() -> None:
+        object_store_from_url(
+            settings.object_store_url,
+            settings.objects_dir,
+            timeout_s=timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+        ).ping()
+
+    def queue() -> None:
+        if settings.queue_url is None and not settings.queue_path.exists():
+            raise IngestError(
+                f"no queue file at {settings.queue_path} yet — `ingest serve` creates it"
+            )
+        pending_jobs(huey_from_url(settings.queue_url, settings.queue_path, timeout_s=timeout_s))
+
+    checks: dict[str, Callable[[], None]] = {
+        "postgres": postgres,
+        "object_store": object_store,
+        "queue": queue,
+    }
+    return {name: _failure(check) for name, check in checks.items()}
+
+
+def _failure(check: Callable[[], None]) -> str | None:
+    try:
+        check()
+    except Unavailable as exc:
+        return f"{exc} [{exc.cause}]{_root_cause(exc)}"
+    except IngestError as exc:
+        return str(exc)
+    except Exception as exc:  # an adapter's own error: say what it was
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the innermost error behind ``exc``, as ``: …`` (the
+    driver's own words, e.g. libpq's), or nothing."""
+    inner = exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    if inner is exc:
+        return ""
+    text = str(inner).strip().splitlines()
+    return f": {text[0].strip()}" if text else ""
+
+
+def migration_versions() -> list[str]:
+    """Every migration this version of the code has, in order."""
+    return [version for version, _ in available_migrations()]
+
+
+def uses_data_dir(settings: Settings) -> bool:
+    """Whether a default keeps data under ``INGEST_DATA_DIR`` (embedded database,
+    object folder, SQLite queue)."""
+    return None in (settings.database_url, settings.object_store_url, settings.queue_url)
 
 
 class Worker:
@@ -308,7 +405,7 @@ class Worker:
         with self._lock:
             if self._app is None:
                 self._app = self._stack.enter_context(
-                    open_app(self.settings, huey=self.huey, tasks=self.tasks)
+                    open_app(self.settings, huey=self.huey, tasks=self.tasks, create_database=False)
                 )
                 atexit.register(self._stack.close)
             return self._app

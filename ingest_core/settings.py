@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest_core.errors import ConfigError
 from ingest_core.model import MAX_MESSAGE_BYTES
+from ingest_core.redact import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -132,12 +133,15 @@ class Settings:
             ]
             if missing:
                 raise ConfigError(
-                    "INGEST_ENV=production refuses embedded defaults; set " + ", ".join(missing)
+                    f"{missing[0]}: unset, and INGEST_ENV=production refuses embedded defaults"
+                    " — set " + ", ".join(missing)
                 )
         if self.log_format not in ("json", "console"):
-            raise ConfigError(f"INGEST_LOG_FORMAT must be json or console, not {self.log_format!r}")
+            raise ConfigError(
+                f"INGEST_LOG_FORMAT: {self.log_format!r} is not a log format — use json or console"
+            )
         if not self.domains:
-            raise ConfigError("INGEST_DOMAINS names no domain")
+            raise ConfigError("INGEST_DOMAINS: names no domain — e.g. orders.example.com")
         if self.dns_servers:
             from ingest_core.sender import parse_nameserver
 
@@ -155,6 +159,8 @@ def env_variable(name: str) -> str:
 
 # Parsers: (variable name, its non-empty text) -> the field's value, or ConfigError.
 
+_POSITIVE = "give a positive number"
+
 
 def _text(variable: str, raw: str) -> str:
     return raw
@@ -164,16 +170,16 @@ def _positive(variable: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError as exc:
-        raise ConfigError(f"{variable} must be a number, got {raw!r}") from exc
+        raise ConfigError(f"{variable}: must be a number, got {raw!r} — {_POSITIVE}") from exc
     if value <= 0:
-        raise ConfigError(f"{variable} must be positive, got {raw!r}")
+        raise ConfigError(f"{variable}: must be positive, got {raw!r} — {_POSITIVE}")
     return value
 
 
 def _positive_int(variable: str, raw: str) -> int:
     value = int(_positive(variable, raw))
     if value < 1:
-        raise ConfigError(f"{variable} must be positive, got {raw!r}")
+        raise ConfigError(f"{variable}: must be positive, got {raw!r} — {_POSITIVE}")
     return value
 
 
@@ -213,7 +219,45 @@ def _network_list(variable: str, raw: str) -> tuple[Network, ...]:
     try:
         return _networks(raw)
     except ConfigError as exc:
-        raise ConfigError(f"{variable}: {exc}") from exc
+        raise ConfigError(f"{variable}: {exc} — e.g. 10.0.0.0/8,::1") from exc
+
+
+ENVIRONMENTS = ("development", "production")
+
+
+def _environment(variable: str, raw: str) -> str:
+    """``development`` or ``production``, in any case; anything else is refused
+    rather than run as development."""
+    value = raw.strip().lower()
+    if value not in ENVIRONMENTS:
+        raise ConfigError(
+            f"{variable}: {raw!r} is not an environment — use development or production"
+        )
+    return value
+
+
+_DATABASE_SCHEMES = ("postgresql", "postgres")
+
+
+def _database_url(variable: str, raw: str) -> str:
+    """A ``postgresql://`` URL or a libpq ``key=value`` conninfo."""
+    text = raw.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        if scheme.lower() not in _DATABASE_SCHEMES:
+            raise ConfigError(
+                f"{variable}: {redact_url(text)!r} is not PostgreSQL ({scheme}://)"
+                " — use postgresql://user@host:5432/dbname"
+            )
+        if not rest:
+            raise ConfigError(f"{variable}: {text!r} names no server — {_DATABASE_EXAMPLE}")
+        return text
+    if "=" not in text:
+        raise ConfigError(f"{variable}: {redact_url(text)!r} is not a URL — {_DATABASE_EXAMPLE}")
+    return text
+
+
+_DATABASE_EXAMPLE = "use postgresql://user@host:5432/dbname, or unset it for the embedded one"
 
 
 _BY_TYPE: dict[str, Callable[[str, str], object]] = {
@@ -233,6 +277,8 @@ _BY_FIELD: dict[str, Callable[[str, str], object]] = {
     "mailbox": _lower,
     "tenant_cache_s": _seconds_or_zero,
     "processes": _cores_or_count,
+    "env": _environment,
+    "database_url": _database_url,
 }
 
 # One parser per field, resolved at import so a field of a new type fails at once.

@@ -34,6 +34,7 @@ from ingest_core.sender.policy import SenderRules
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ingest_core.audit import AuditEvent
     from ingest_core.spool import Spool
 
 
@@ -324,3 +325,24 @@ class MemoryJobQueue:
         if self.failing:
             raise QueueUnavailable("queue unavailable (fake)")
         self.jobs.append(message_id)
+
+
+class MemoryAuditLog:
+    """``AuditLog`` in a list (tests)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.recorded.append(replace(event, at=event.at or datetime.now(UTC)))
+
+    def events(
+        self, *, since: datetime | None = None, org_slug: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        found = [
+            event
+            for event in reversed(self.recorded)
+            if (since is None or (event.at is not None and event.at >= since))
+            and (org_slug is None or event.org_slug == org_slug)
+        ]
+        return found[:limit]

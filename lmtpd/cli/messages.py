@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest_core.model import MessageStatus
@@ -15,29 +16,42 @@ if TYPE_CHECKING:
 
     from ingest_core import bootstrap
 
-_STATUSES = tuple(status.value for status in MessageStatus)
+STATUSES = tuple(status.value for status in MessageStatus)
+REFERENCE_HELP = (
+    "the id from the 250 reply / Postfix log (or 8+ of its first hex digits), or a Message-ID"
+)
 
 
 def add_parser(sub: Any) -> None:
     messages = sub.add_parser("messages", help="inspect stored messages").add_subparsers(
         dest="messages", required=True
     )
-    listing = messages.add_parser("list", help="newest first")
+    listing = messages.add_parser("list", help="newest first, as a table")
     listing.add_argument("--org", help="tenant slug")
-    listing.add_argument("--status", type=str.upper, choices=_STATUSES)
+    listing.add_argument("--status", type=str.upper, choices=STATUSES, help="e.g. FAILED")
     listing.add_argument("--since", help="e.g. 2026-11-01, 2026-11-01T12:00Z, 24h, 7d")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     listing.add_argument("--format", choices=("table", "json"), default="table", help="(old)")
-    reference = "the id from the 250 reply / Postfix log, or a Message-ID"
     show = messages.add_parser("show", help="one message: envelope, verdicts, attachments")
-    show.add_argument("ref", metavar="ID", help=reference)
-    show.add_argument("--json", action="store_true")
+    show.add_argument("ref", metavar="ID", help=REFERENCE_HELP)
+    show.add_argument("--json", action="store_true", help="JSON instead of text")
     messages.add_parser("raw", help="the stored bytes, to stdout").add_argument(
-        "ref", metavar="ID", help=reference
+        "ref", metavar="ID", help=REFERENCE_HELP
     )
     release = messages.add_parser("release", help="send QUARANTINED messages on to extraction")
-    release.add_argument("ids", metavar="ID", nargs="+", help=reference)
+    release.add_argument("ids", metavar="ID", nargs="+", help=REFERENCE_HELP)
+    attachments = messages.add_parser(
+        "attachments",
+        help="write a message's attachments to files",
+        description="Each attachment (or only PART) as a file in DIR, named after its"
+        " sanitised display name; never outside DIR, never over an existing file"
+        " without --force.",
+    )
+    attachments.add_argument("ref", metavar="ID", help=REFERENCE_HELP)
+    attachments.add_argument("part", metavar="PART", nargs="?", help="a part path from `show`")
+    attachments.add_argument("--out", required=True, type=Path, help="the folder to write to")
+    attachments.add_argument("--force", action="store_true", help="replace existing files")
 
 
 def run(app: bootstrap.App, args: argparse.Namespace) -> int:
@@ -45,11 +59,15 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
         return _list(app, args)
     if args.messages == "release":
         return _release(app, args.ids)
-    message_id = _resolve(app, args.ref)
+    message_id = resolve(app, args.ref)
     if message_id is None:
         return 1
     if args.messages == "show":
         return _show(app, message_id, as_json=args.json)
+    if args.messages == "attachments":
+        from lmtpd.cli.attachments import write_attachments
+
+        return write_attachments(app, message_id, args.part, args.out, force=args.force)
     key = app.operator.raw_object_key(message_id)
     if key is None:  # pragma: no cover - resolved a moment ago
         return 1
@@ -59,17 +77,34 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve(app: bootstrap.App, reference: str) -> uuid.UUID | None:
-    found = app.operator.find_ids(reference)
+def resolve(app: bootstrap.App, reference: str) -> uuid.UUID | None:
+    """The one message ``reference`` names (id, id prefix, Message-ID); else
+    None, after saying so on stderr: nothing found, or the candidates with their
+    tenant when it names several."""
+    found = app.operator.find_candidates(reference)
     if len(found) == 1:
-        return found[0]
+        message_id: uuid.UUID = found[0]["id"]
+        return message_id
     if not found:
         print(f"no message {reference!r}", file=sys.stderr)
         return None
-    print(f"{len(found)} messages carry Message-ID {reference!r}; name one by id:", file=sys.stderr)
-    for message_id in found:
-        print(f"  {message_id}", file=sys.stderr)
+    more = "+" if len(found) >= 20 else ""
+    print(f"{len(found)}{more} messages match {reference!r}; name one by id:", file=sys.stderr)
+    for row in found:
+        print(
+            f"  {row['id']}  {row['org_slug']:14} {row['status']:11}"
+            f" {_utc(row['received_at'])}  {_printable(row['source_message_id'] or '-')}",
+            file=sys.stderr,
+        )
     return None
+
+
+def unknown_tenant(app: bootstrap.App, slug: str | None) -> bool:
+    """True, after saying so, when ``slug`` names no tenant."""
+    if slug is None or app.operator.tenant_exists(slug):
+        return False
+    print(f"no tenant {slug!r} (`ingest tenants list` shows them)", file=sys.stderr)
+    return True
 
 
 def _list(app: bootstrap.App, args: argparse.Namespace) -> int:
@@ -82,6 +117,8 @@ def _list(app: bootstrap.App, args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"--since: {exc}", file=sys.stderr)
             return 2
+    if unknown_tenant(app, args.org):
+        return 1
     rows = app.operator.list_messages(
         org_slug=args.org, status=args.status, limit=args.limit, since=since
     )
@@ -186,6 +223,8 @@ def render_detail(detail: dict[str, Any]) -> str:
                 )
     attachments = detail.get("attachments") or []
     lines.append(f"Attachments ({len(attachments)})")
+    if attachments:
+        lines.append(f"  {'PART':8} {'TYPE':28} {'BYTES':>10}  NAME / OBJECT KEY")
     for item in attachments:
         lines.append(
             f"  {item['part_path']:8} {_type_text(item):28} "
@@ -212,9 +251,11 @@ def _printable(value: object) -> str:
 
 
 def _release(app: bootstrap.App, references: list[str]) -> int:
+    from lmtpd.cli.audit import record
+
     failed = 0
     for reference in references:
-        message_id = _resolve(app, reference)
+        message_id = resolve(app, reference)
         if message_id is None:
             failed += 1
             continue
@@ -222,5 +263,13 @@ def _release(app: bootstrap.App, references: list[str]) -> int:
             print(f"{message_id} is not QUARANTINED; nothing done", file=sys.stderr)
             failed += 1
             continue
+        detail = app.operator.show_message(message_id) or {}
+        record(
+            app,
+            "message.release",
+            org_slug=detail.get("org_slug"),
+            scope={"ids": [str(message_id)]},
+            count=1,
+        )
         print(f"released {message_id}: queued for extraction")
     return 1 if failed else 0

@@ -1,13 +1,14 @@
-"""`just send`: deliver a sample purchase order (with a small PDF) over LMTP."""
+"""`./dev send`: deliver a sample purchase order (with a small PDF) over LMTP."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import smtplib
+import sys
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from ingest_core.settings import Settings
 from lmtpd.listeners import parse_listen
 
 SAMPLE_PDF = (
@@ -32,22 +33,26 @@ def sample_order(to: str, sender: str = "buyer@example.org") -> EmailMessage:
 
 
 def send(message: EmailMessage, listen: str, sender: str, to: str) -> list[tuple[int, bytes]]:
+    """Deliver over LMTP; every reply after the greeting, as (code, text): MAIL,
+    RCPT and, when the recipient was accepted, DATA and the end of data."""
     target = parse_listen(listen)
     if isinstance(target, str):
         client = smtplib.LMTP(target)
     else:
         host, port = target
         client = smtplib.LMTP("127.0.0.1" if host in ("0.0.0.0", "") else host, port)
+    replies: list[tuple[int, bytes]] = []
     with client:
         client.ehlo_or_helo_if_needed()
-        client.mail(sender)
-        code, _ = client.rcpt(to)
-        if code != 250:
-            return [(code, b"recipient refused")]
+        replies.append(client.mail(sender))
+        replies.append(client.rcpt(to))
+        if replies[-1][0] != 250:
+            return replies
         client.putcmd("data")
-        client.getreply()
+        replies.append(client.getreply())
         client.send(_dot_stuff(message.as_bytes()) + b"\r\n.\r\n")
-        return [client.getreply()]
+        replies.append(client.getreply())
+    return replies
 
 
 def _dot_stuff(data: bytes) -> bytes:
@@ -55,17 +60,34 @@ def _dot_stuff(data: bytes) -> bytes:
     return b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--to", default="orders+acme@orders.localhost")
-    parser.add_argument("--from", dest="sender", default="buyer@example.org")
-    args = parser.parse_args()
-    settings = Settings.from_env()
-    for code, text in send(
-        sample_order(args.to, args.sender), settings.lmtp_listen, args.sender, args.to
-    ):
-        print(code, text.decode("ascii", "replace"))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./dev send",
+        description="Deliver a sample purchase order (with a small PDF) over LMTP and print"
+        " the server's replies; exits 1 when the server refuses or defers it.",
+    )
+    parser.add_argument("--to", default="orders+acme@orders.localhost", help="the recipient")
+    parser.add_argument("--from", dest="sender", default="buyer@example.org", help="the sender")
+    parser.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help="the LMTP server (or unix:/path); default INGEST_LMTP_LISTEN, 127.0.0.1:2424",
+    )
+    args = parser.parse_args(argv)
+    listen = args.server or os.environ.get("INGEST_LMTP_LISTEN") or "127.0.0.1:2424"
+    try:
+        replies = send(sample_order(args.to, args.sender), listen, args.sender, args.to)
+    except ValueError as exc:
+        print(f"--server: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, smtplib.SMTPException) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        print(f"cannot deliver to {listen}: {reason} (is `./dev run` running?)", file=sys.stderr)
+        return 1
+    for code, text in replies:
+        print(code, text.decode("ascii", "replace").replace("\n", " "))
+    return 0 if replies[-1][0] == 250 and len(replies) == 4 else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ingest_core.automated import AutomatedAction
 from ingest_core.model import AutomatedKind, TenantStatus
 from ingest_core.sender import SenderPolicy
+from lmtpd.cli.audit import record
 
 if TYPE_CHECKING:
     import argparse
@@ -20,34 +21,43 @@ def add_parser(sub: Any) -> None:
     tenants = sub.add_parser("tenants", help="tenants and their sender policy").add_subparsers(
         dest="tenants", required=True
     )
-    add = tenants.add_parser("add")
-    add.add_argument("slug")
-    add.add_argument("--name")
+    slug_help = "the tenant's slug (orders+SLUG@…)"
+    add = tenants.add_parser("add", help="add a tenant")
+    add.add_argument("slug", help="lower-case letters, digits and -: orders+SLUG@…")
+    add.add_argument("--name", help="display name (default: the slug)")
     add.add_argument("--if-missing", action="store_true", help="no error if it exists")
-    tenants.add_parser("list")
-    for verb in ("disable", "enable"):
-        tenants.add_parser(verb).add_argument("slug")
+    tenants.add_parser("list", help="every tenant, its status and sender policy")
+    for verb, what in (("disable", "refuse its mail (550)"), ("enable", "accept its mail again")):
+        tenants.add_parser(verb, help=what).add_argument("slug", help=slug_help)
     policy = tenants.add_parser(
         "policy", help="show or set the sender policy (monitor, dmarc, allowlist)"
     )
-    policy.add_argument("slug")
-    policy.add_argument("policy", nargs="?", choices=[p.value for p in SenderPolicy])
+    policy.add_argument("slug", help=slug_help)
+    policy.add_argument(
+        "policy", nargs="?", choices=[p.value for p in SenderPolicy], help="the new policy"
+    )
     tenants.add_parser("show", help="status, sender policy, automated-mail policy").add_argument(
-        "slug"
+        "slug", help=slug_help
     )
     automated = tenants.add_parser(
         "automated", help="show or set what happens to automated mail of a kind (extract, hold)"
     )
-    automated.add_argument("slug")
-    automated.add_argument("kind", nargs="?", choices=[k.value for k in AutomatedKind])
-    automated.add_argument("action", nargs="?", choices=[a.value for a in AutomatedAction])
+    automated.add_argument("slug", help=slug_help)
+    automated.add_argument(
+        "kind", nargs="?", choices=[k.value for k in AutomatedKind], help="the kind to set"
+    )
+    automated.add_argument(
+        "action", nargs="?", choices=[a.value for a in AutomatedAction], help="what to do with it"
+    )
     senders = tenants.add_parser("senders", help="allow-listed senders").add_subparsers(
         dest="senders", required=True
     )
-    senders.add_parser("list").add_argument("slug")
+    senders.add_parser("list", help="a tenant's allow-listed senders").add_argument(
+        "slug", help=slug_help
+    )
     for verb in ("add", "remove"):
-        parser = senders.add_parser(verb)
-        parser.add_argument("slug")
+        parser = senders.add_parser(verb, help=f"{verb} an allow-listed sender")
+        parser.add_argument("slug", help=slug_help)
         parser.add_argument("pattern", help="buyer@example.com, '*@example.com', '*@*.example.com'")
 
 
@@ -58,9 +68,11 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
             print(f"tenant {args.slug} exists")
             return 0
         tenant = app.admin.add(args.slug, args.name or args.slug)
+        record(app, "tenant.add", org_slug=tenant.slug, scope={"name": tenant.name}, count=1)
         print(f"added tenant {tenant.slug} ({tenant.id})")
         return 0
     if args.tenants == "list":
+        print(f"{'SLUG':24} {'STATUS':9} {'POLICY':9} {'ID':36}  NAME")
         for tenant in app.admin.list():
             policy = app.senders.rules(tenant.slug).policy
             print(
@@ -80,6 +92,7 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
     if not app.admin.set_status(args.slug, status):
         print(f"no tenant {args.slug}", file=sys.stderr)
         return 1
+    record(app, f"tenant.{args.tenants}", org_slug=args.slug, count=1)
     print(f"tenant {args.slug} {status.value}")
     return 0
 
@@ -87,6 +100,7 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
 def _policy(app: bootstrap.App, args: argparse.Namespace) -> int:
     if args.policy is not None:
         app.senders.set_policy(args.slug, SenderPolicy(args.policy))
+        record(app, "tenant.policy", org_slug=args.slug, scope={"policy": args.policy}, count=1)
     rules = app.senders.rules(args.slug)
     print(f"tenant {args.slug}: sender policy {rules.policy.value}")
     if rules.policy is SenderPolicy.ALLOWLIST and not rules.patterns:
@@ -118,6 +132,8 @@ def _automated(app: bootstrap.App, args: argparse.Namespace) -> int:
         return 2
     if args.kind is not None:
         app.automated.set_action(args.slug, AutomatedKind(args.kind), AutomatedAction(args.action))
+        scope = {"kind": args.kind, "action": args.action}
+        record(app, "tenant.automated", org_slug=args.slug, scope=scope, count=1)
         print(f"tenant {args.slug}: {args.kind} → {args.action}")
         return 0
     print(f"tenant {args.slug}: automated mail")
@@ -141,6 +157,14 @@ def _senders(app: bootstrap.App, args: argparse.Namespace) -> int:
         return 0
     if args.senders == "add":
         added = app.senders.add(args.slug, args.pattern)
+        pattern = args.pattern.strip().lower()
+        record(
+            app,
+            "tenant.senders.add",
+            org_slug=args.slug,
+            scope={"pattern": pattern},
+            count=int(added),
+        )
         print(f"{'added' if added else 'already listed'}: {args.pattern.strip().lower()}")
         if app.senders.rules(args.slug).policy is not SenderPolicy.ALLOWLIST:
             print(
@@ -152,5 +176,7 @@ def _senders(app: bootstrap.App, args: argparse.Namespace) -> int:
     if not app.senders.remove(args.slug, args.pattern):
         print(f"tenant {args.slug} has no sender {args.pattern!r}", file=sys.stderr)
         return 1
+    pattern = args.pattern.strip().lower()
+    record(app, "tenant.senders.remove", org_slug=args.slug, scope={"pattern": pattern}, count=1)
     print(f"removed: {args.pattern.strip().lower()}")
     return 0

@@ -22,10 +22,15 @@ def add_parser(sub: Any) -> None:
     create.add_argument("--name", required=True, help="unique among the tenant's live tokens")
     create.add_argument("--admin", action="store_true", help="an admin token (provisioning)")
     listing = tokens.add_parser("list", help="name, created, last used")
-    listing.add_argument("slug", nargs="?")
-    listing.add_argument("--admin", action="store_true")
-    revoke = tokens.add_parser("revoke")
-    revoke.add_argument("slug_or_name", nargs="+", metavar="SLUG NAME | --admin NAME")
+    listing.add_argument("slug", nargs="?", help="tenant slug (omit with --admin)")
+    listing.add_argument("--admin", action="store_true", help="the admin tokens")
+    revoke = tokens.add_parser("revoke", help="revoke a token by its name")
+    revoke.add_argument(
+        "slug_or_name",
+        nargs="+",
+        metavar="SLUG NAME | --admin NAME",
+        help="the tenant and the token's name (with --admin: the name)",
+    )
     revoke.add_argument("--admin", action="store_true")
 
 

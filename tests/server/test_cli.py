@@ -67,7 +67,7 @@ def test_messages_raw_and_replay(env, capsys, data_dir, pg_url) -> None:
     assert code == 0
     assert capsys.readouterr().out  # the bytes went to stdout's buffer
     assert run(capsys, "replay")[0] == 2  # needs an id or --status
-    code, out, _ = run(capsys, "replay", "--status", "received", "--org", "acme")
+    code, out, _ = run(capsys, "replay", "--status", "received", "--org", "acme", "--yes")
     assert code == 0
     assert out.startswith("re-enqueued 1 of 1")
     code, out, _ = run(capsys, "messages", "show", str(outcome.message_id), "--json")

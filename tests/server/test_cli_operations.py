@@ -120,7 +120,7 @@ def test_show_by_id_or_message_id(env, capsys):
     assert detail["auth_dkim"] == [{"domain": "big.example", "selector": "s1", "result": "fail"}]
     code, _, err = run(capsys, "messages", "show", "shared@big.example")
     assert code == 1
-    assert "2 messages carry Message-ID" in err
+    assert "2 messages match" in err
     code, _, err = run(capsys, "messages", "show", "nothing@nowhere")
     assert code == 1
     assert "no message" in err

@@ -30,7 +30,7 @@ import threading
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ingest_core.errors import ConfigError, StoreUnavailable
+from ingest_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -61,20 +61,35 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         return self._server is not None
 
+    @property
+    def exists(self) -> bool:
+        """Whether initdb has run in the folder (``PG_VERSION`` is there)."""
+        return (self.folder / "PG_VERSION").is_file()
+
     def start(self) -> str:
-        """Start the server, or join the one already running on this folder."""
+        """Start the server, or join the one already running on this folder.
+        Raises ConfigError when the folder cannot hold one (not creatable, a
+        file) or the server does not start (naming its log, if it wrote one)."""
         if self._server is not None:
             return self.url
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.folder.parent)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ConfigError(
+                f"INGEST_DATA_DIR: {self.folder} is a file, not a folder"
+                " — move it away or set INGEST_DATA_DIR to another folder"
+            )
         server_class, get_server = _library()
         try:
             with server_class._lock:
                 _forget_dead_handles(self.folder)
             self._server = get_server(self.folder, cleanup_mode="stop")
         except (OSError, AssertionError, RuntimeError, subprocess.SubprocessError) as exc:
-            raise StoreUnavailable(
-                f"could not start embedded Postgres in {self.folder} ({type(exc).__name__});"
-                f" see {self.folder / 'log'}"
+            log_file = self.folder / "log"
+            seen = f"see {log_file}" if log_file.is_file() else "it wrote no log"
+            raise ConfigError(
+                f"INGEST_DATA_DIR: embedded Postgres in {self.folder} did not start"
+                f" ({type(exc).__name__}; {seen})"
+                " — fix what the log says, or set INGEST_DATA_DIR to another folder"
             ) from exc
         return self.url
 
@@ -102,22 +117,57 @@ class EmbeddedPostgres:
         self.stop()
 
 
-def database_url_for(settings: Settings) -> str:
+def database_url_for(settings: Settings, *, create: bool = True) -> str:
     """The conninfo to use: ``INGEST_DATABASE_URL`` if set, else the embedded
     server under the data folder, started (or joined) on first call and released
-    when this process exits."""
+    when this process exits. Without ``create`` a data folder that holds no
+    database yet is a ConfigError saying where it looked: only the commands that
+    set a database up (``db upgrade``, ``serve``) run initdb."""
     if settings.database_url is not None:
         return settings.database_url
     if settings.production:
-        raise ConfigError("INGEST_ENV=production refuses the embedded database")
+        raise ConfigError(
+            "INGEST_DATABASE_URL: unset, and INGEST_ENV=production refuses the embedded"
+            " database — set INGEST_DATABASE_URL"
+        )
     folder = settings.pg_dir.absolute()
     with _started_lock:
         server = _started.get(folder)
         if server is None:
             server = EmbeddedPostgres(folder)
+            if not create and not server.exists:
+                raise ConfigError(
+                    f"INGEST_DATA_DIR: no database in {folder}"
+                    f"{' (INGEST_DATA_DIR is unset: ./var here)' if _data_dir_unset() else ''}"
+                    " — run `ingest db upgrade` to create it, or point INGEST_DATA_DIR"
+                    " (or INGEST_DATABASE_URL) at the existing one"
+                )
             server.start()
             _started[folder] = server
         return server.url
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents); ConfigError naming INGEST_DATA_DIR
+    when that is impossible (a file in the way, no permission)."""
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise ConfigError(
+            f"INGEST_DATA_DIR: {folder} is a file, not a folder"
+            " — move it away or set INGEST_DATA_DIR to another folder"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"INGEST_DATA_DIR: cannot create {folder} ({exc.strerror or type(exc).__name__})"
+            " — create it with the right owner, or set INGEST_DATA_DIR to a writable folder"
+        ) from exc
+
+
+def _data_dir_unset() -> bool:
+    return not os.environ.get("INGEST_DATA_DIR")
 
 
 def release_embedded() -> None:

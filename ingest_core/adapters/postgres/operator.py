@@ -16,6 +16,9 @@ from ingest_core.adapters.postgres.common import Pool, database_errors
 if TYPE_CHECKING:
     from datetime import datetime
 
+MIN_ID_PREFIX = 8
+"""Hex digits an id prefix needs before it is looked up as one."""
+
 _LIST = """
 SELECT m.id, o.slug AS org_slug, m.status, m.received_at, m.subject, m.from_header,
        m.envelope_from, m.envelope_recipient, m.source_message_id, m.size_bytes,
@@ -89,27 +92,55 @@ class OperatorQueries:
 
     def find_ids(self, reference: str) -> list[uuid.UUID]:
         """Messages named by an inbound_message id (what our 250 reply carries and
-        Postfix logs) or by a Message-ID header, with or without angle brackets."""
+        Postfix logs), a unique prefix of it (``MIN_ID_PREFIX`` or more hex
+        digits), or a Message-ID header, with or without angle brackets."""
+        return [row["id"] for row in self.find_candidates(reference)]
+
+    def find_candidates(self, reference: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The messages ``find_ids`` finds, oldest first, each with its ``id``,
+        ``org_slug``, ``status``, ``received_at`` and ``source_message_id`` (so
+        that an ambiguous reference can list what it matched)."""
+        text = reference.strip()
         try:
-            as_id = uuid.UUID(reference.strip())
+            as_id = uuid.UUID(text)
         except ValueError:
             pass
         else:
-            return [as_id] if self._exists(as_id) else []
-        bare = reference.strip().removeprefix("<").removesuffix(">")
-        with database_errors("message lookup"), self._pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT id FROM inbound_message WHERE message_id_header = %s"
-                " OR source_message_id = %s OR source_message_id LIKE %s ORDER BY received_at",
-                (bare, bare, _like_prefix(bare) + "#%"),
-            ).fetchall()
-        return [row[0] for row in rows]
+            return self._candidates("m.id = %(id)s", {"id": as_id}, limit)
+        digits = text.replace("-", "").lower()
+        if len(digits) >= MIN_ID_PREFIX and all(ch in "0123456789abcdef" for ch in digits):
+            low = uuid.UUID(digits.ljust(32, "0")[:32])
+            high = uuid.UUID(digits.ljust(32, "f")[:32])
+            return self._candidates(
+                "m.id BETWEEN %(low)s AND %(high)s", {"low": low, "high": high}, limit
+            )
+        bare = text.removeprefix("<").removesuffix(">")
+        return self._candidates(
+            "m.message_id_header = %(mid)s OR m.source_message_id = %(mid)s"
+            " OR m.source_message_id LIKE %(conflict)s",
+            {"mid": bare, "conflict": _like_prefix(bare) + "#%"},
+            limit,
+        )
 
-    def _exists(self, message_id: uuid.UUID) -> bool:
-        with database_errors("message lookup"), self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM inbound_message WHERE id = %s", (message_id,)
-            ).fetchone()
+    def _candidates(
+        self, condition: str, params: dict[str, object], limit: int
+    ) -> list[dict[str, Any]]:
+        with (
+            database_errors("message lookup"),
+            self._pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            cur.execute(
+                "SELECT m.id, o.slug AS org_slug, m.status, m.received_at, m.source_message_id"
+                " FROM inbound_message m JOIN organization o ON o.id = m.org_id"
+                f" WHERE {condition} ORDER BY m.received_at, m.id LIMIT %(limit)s",
+                {**params, "limit": limit},
+            )
+            return list(cur.fetchall())
+
+    def tenant_exists(self, slug: str) -> bool:
+        with database_errors("tenant lookup"), self._pool.connection() as conn:
+            row = conn.execute("SELECT 1 FROM organization WHERE slug = %s", (slug,)).fetchone()
         return row is not None
 
     def raw_object_key(self, message_id: uuid.UUID) -> str | None:

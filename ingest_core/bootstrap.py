@@ -26,6 +26,7 @@ from ingest_core.adapters.postgres.migrate import (
 from ingest_core.adapters.postgres.operator import OperatorQueries
 from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
+from ingest_core.adapters.postgres.api_reads import PostgresTenantReads
 from ingest_core.adapters.postgres.tokens import PostgresTokens
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         SenderRulesSource,
         SenderVerifier,
         TenantDirectory,
+        TenantReads,
     )
     from ingest_core.settings import Settings
 from ingest_core.tenant_cache import CachingTenantDirectory
@@ -82,6 +84,7 @@ class App:
     automated: AutomatedAdmin
     automated_policies: AutomatedPolicySource
     tokens: Tokens
+    reads: TenantReads
     audit: AuditLog
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -299,6 +302,7 @@ def open_app(
             automated=AutomatedAdmin(pool),
             automated_policies=automated_policies or PostgresAutomatedPolicies(pool),
             tokens=Tokens(PostgresTokens(pool)),
+            reads=PostgresTenantReads(pool),
             audit=audit or PostgresAuditLog(pool),
         )
         if verifier is not None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from contextvars import Context
     from datetime import datetime
 
+    from ingest_core.api.reads import AttachmentRow, MessageQuery, MessageRow
     from ingest_core.api.tokens import TokenRecord
     from ingest_core.automated.policy import AutomatedPolicy
     from ingest_core.errors import StoreUnavailable
@@ -319,3 +320,17 @@ class TokenRepository(Protocol):
     def touch(self, token_id: str) -> None:
         """Set ``last_used_at`` to now (at most once a minute: the caller checks)."""
         ...
+
+
+class TenantReads(Protocol):
+    """The tenant API's reads; each filters by tenant (and attachments by message)."""
+
+    def messages(self, query: MessageQuery) -> list[MessageRow]: ...
+
+    def message(self, org_id: uuid.UUID, message_id: uuid.UUID) -> MessageRow | None: ...
+
+    def attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[AttachmentRow]: ...
+
+    def attachment(
+        self, org_id: uuid.UUID, message_id: uuid.UUID, attachment_id: uuid.UUID
+    ) -> AttachmentRow | None: ...

@@ -48,6 +48,11 @@ class Settings:
     milter_listen: str = "127.0.0.1:8890"
     milter_allow_from: tuple[Network, ...] = LOCAL_NETWORKS
     http_listen: str = "127.0.0.1:9325"
+    api_listen: str = "127.0.0.1:9326"  # the tenant API (docs/api.md); off disables it
+    api_public_url: str | None = None  # base of absolute URLs; None: http://<api_listen>
+    api_trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For hop counts
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
     domains: tuple[str, ...] = ("orders.localhost",)
     mailbox: str = "orders"
     max_message_bytes: int = MAX_MESSAGE_BYTES
@@ -86,6 +91,11 @@ class Settings:
     def http_enabled(self) -> bool:
         """``INGEST_HTTP_LISTEN=off`` turns the health/readiness/metrics endpoint off."""
         return self.http_listen.strip().lower() != "off"
+
+    @property
+    def api_enabled(self) -> bool:
+        """``INGEST_API_LISTEN=off`` turns the tenant API off."""
+        return self.api_listen.strip().lower() != "off"
 
     @property
     def embedded_database(self) -> bool:
@@ -142,6 +152,7 @@ class Settings:
             )
         if not self.domains:
             raise ConfigError("INGEST_DOMAINS: names no domain — e.g. orders.example.com")
+        self._validate_api()
         if self.dns_servers:
             from ingest_core.sender import parse_nameserver
 
@@ -150,6 +161,27 @@ class Settings:
                     parse_nameserver(server)
                 except ValueError as exc:
                     raise ConfigError(f"INGEST_DNS_SERVERS: {exc}") from exc
+
+
+    def _validate_api(self) -> None:
+        """TLS comes from hypercorn (cert and key) or from a trusted proxy; in
+        production a non-loopback API listener needs one of them."""
+        if (self.api_tls_cert is None) != (self.api_tls_key is None):
+            raise ConfigError(
+                "INGEST_API_TLS_CERT and INGEST_API_TLS_KEY: set both (or neither)"
+            )
+        if not (self.production and self.api_enabled):
+            return
+        if self.api_tls_cert is not None or self.api_trusted_proxies:
+            return
+        host = self.api_listen.rpartition(":")[0].strip("[]")
+        if host.startswith("unix") or host in ("localhost", "127.0.0.1", "::1"):
+            return
+        raise ConfigError(
+            f"INGEST_API_LISTEN: {self.api_listen} is not loopback, and INGEST_ENV=production"
+            " needs TLS — set INGEST_API_TLS_CERT and INGEST_API_TLS_KEY, or"
+            " INGEST_API_TRUSTED_PROXIES for a proxy that terminates it"
+        )
 
 
 def env_variable(name: str) -> str:

@@ -345,6 +345,17 @@ class _RangeReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Moves the next ranged GET (a ``Range`` request of the tenant API)."""
+        with _s3_errors("seeking", self._key):
+            return int(self._remote.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._remote.tell())
+
     def readinto(self, buffer: Any) -> int:
         with _s3_errors("reading", self._key):
             chunk = self._remote.read(len(buffer))

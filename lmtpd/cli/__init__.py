@@ -225,6 +225,7 @@ def _run_serve(app: bootstrap.App, args: argparse.Namespace, settings: Settings)
                 milter=not args.no_milter,
                 worker_env=worker_env,
                 probes=app,
+                api=app,
                 setup=setup,
             )
         )

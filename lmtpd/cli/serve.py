@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from ingest_core.ports import InboundChannelPort
     from ingest_core.settings import Settings
+    from lmtpd.api import ApiSources
 
 log = logging.getLogger("ingest.serve")
 
@@ -57,8 +58,10 @@ async def run_services(
     worker_env: Mapping[str, str] | None,
     probes: Probes | None = None,
     setup: Mapping[str, object] | None = None,
+    api: ApiSources | None = None,
 ) -> None:
-    """Run until a signal arrives; then drain and return. Without ``probes`` the
+    """Run until a signal arrives; then drain and return. ``api``: what the tenant
+    API on ``INGEST_API_LISTEN`` reads (none: no API). Without ``probes`` the
     HTTP endpoint checks no dependency and exports no queue or message counts.
     ``setup`` (data dir, database, object store, queue; no secrets) goes on the
     ``ready`` line, logged once the dependencies answer. A listener that cannot
@@ -85,8 +88,17 @@ async def run_services(
         http = HttpServer(metrics, probes, shutting_down=server.closing.is_set)
         if settings.http_enabled:
             await nursery.start(http_endpoint, http, settings.http_listen)
+        api_address = None
+        if api is not None and settings.api_enabled:
+            api_address = await nursery.start(api_endpoint, api, settings, metrics)
         log.info(
-            "listening", extra={"lmtp": address, "milter": milter_address, "http": http.address}
+            "listening",
+            extra={
+                "lmtp": address,
+                "milter": milter_address,
+                "http": http.address,
+                "api": api_address,
+            },
         )
         nursery.start_soon(announce_ready, probes, setup or {})
         if worker_env is not None:
@@ -167,6 +179,21 @@ async def http_endpoint(
         if bind is None or http.address is not None:
             raise
         raise listen_error("INGEST_HTTP_LISTEN", listen, bind) from bind
+
+
+async def api_endpoint(
+    api: ApiSources,
+    settings: Settings,
+    metrics: ServeMetrics,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The tenant API; a port it cannot bind raises ConfigError, as for HTTP."""
+    from lmtpd.api import serve_api
+
+    try:
+        await serve_api(api, settings, metrics.registry, task_status=task_status)
+    except OSError as exc:
+        raise listen_error("INGEST_API_LISTEN", settings.api_listen, exc) from exc
 
 
 async def _milter(

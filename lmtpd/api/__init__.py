@@ -1,0 +1,51 @@
+"""The tenant API: :func:`build_api` (the FastAPI app) and :func:`serve_api`
+(it on ``INGEST_API_LISTEN`` through hypercorn's trio worker)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+
+from lmtpd.api.app import ApiConfig, build_api
+from lmtpd.asgi import ServeOptions, serve_asgi
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ingest_core.api.tokens import Tokens
+    from ingest_core.ports import BlobStore, TenantReads
+    from ingest_core.settings import Settings
+
+__all__ = ["ApiConfig", "ApiSources", "build_api", "serve_api"]
+
+
+class ApiSources(Protocol):
+    """What the API reads (``ingest_core.bootstrap.App``)."""
+
+    tokens: Tokens
+    reads: TenantReads
+    store: BlobStore
+
+
+def api_config(settings: Settings) -> ApiConfig:
+    public = settings.api_public_url or f"http://{settings.api_listen}"
+    return ApiConfig(public_url=public, trusted_proxies=settings.api_trusted_proxies)
+
+
+async def serve_api(
+    sources: ApiSources,
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Raises :class:`OSError` when ``INGEST_API_LISTEN`` cannot be bound."""
+    app = build_api(sources.tokens, sources.reads, sources.store, api_config(settings), registry)
+    cert, key = settings.api_tls_cert, settings.api_tls_key
+    options = ServeOptions(
+        tls_cert=str(cert) if cert else None,
+        tls_key=str(key) if key else None,
+        log_name="ingest.api",
+    )
+    await serve_asgi(app, settings.api_listen, options, task_status=task_status)

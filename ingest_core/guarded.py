@@ -40,6 +40,9 @@ class GuardedBlobStore:
     def exists(self, key: str) -> bool:
         return self._call(self.inner.exists, key)
 
+    def delete(self, key: str) -> None:
+        self._call(self.inner.delete, key)
+
     def ping(self) -> None:
         self._call(self.inner.ping)
 

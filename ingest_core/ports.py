@@ -189,6 +189,11 @@ class BlobStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing one is not an error (idempotent). Raises
+        StoreUnavailable."""
+        ...
+
     def ping(self) -> None:
         """A cheap call that raises StoreUnavailable unless the store is reachable."""
         ...

@@ -101,6 +101,12 @@ class MemoryBlobStore:
     def exists(self, key: str) -> bool:
         return key in self.objects
 
+    def delete(self, key: str) -> None:
+        if self.failing:
+            raise StoreUnavailable("object store unavailable (fake)")
+        with self._lock:
+            self.objects.pop(key, None)
+
 
 class MemoryMessageRepository:
     def __init__(self) -> None:

@@ -182,6 +182,19 @@ class LocalObjectStore:
         except OSError as exc:
             raise StoreUnavailable(f"local object store: checking {key} failed") from exc
 
+    def delete(self, key: str) -> None:
+        """Unlink the file and sync its folder, so that the removal is durable."""
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+            if path.parent.is_dir():
+                _fsync_dir(path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"local object store: deleting {key} failed ({type(exc).__name__})",
+                cause=_os_cause(exc),
+            ) from exc
+
     def ping(self) -> None:
         """The root is (or can be made) a folder we can create files in."""
         try:
@@ -319,6 +332,15 @@ class S3ObjectStore:
         check_key(key)
         with _s3_errors("checking", key):
             return self._size_or_none(key) is not None
+
+    def delete(self, key: str) -> None:
+        """S3 answers a DELETE of a missing key with success too."""
+        check_key(key)
+        try:
+            with _s3_errors("deleting", key):
+                obstore.delete(self._store, key)
+        except ObjectNotFound:
+            return
 
     def ping(self) -> None:
         """A HEAD of a fixed empty probe object, written on first use: a HEAD alone

@@ -126,8 +126,25 @@ def test_keys_are_separate(store: BlobStore) -> None:
     assert not store.exists("raw/a")
 
 
+def test_delete_removes_only_that_key_and_is_idempotent(store: BlobStore) -> None:
+    store.put("attachments/a/1", Spool.from_bytes(b"one"))
+    store.put("attachments/a/2", Spool.from_bytes(b"two"))
+    store.delete("attachments/a/1")
+    assert not store.exists("attachments/a/1")
+    with pytest.raises(ObjectNotFound):
+        store.open("attachments/a/1")
+    store.delete("attachments/a/1")  # already gone: no error
+    store.delete("attachments/never/there")
+    with store.open("attachments/a/2") as reader:
+        assert reader.read() == b"two"
+    store.put("attachments/a/1", Spool.from_bytes(b"one"))  # the key can be written again
+    assert store.exists("attachments/a/1")
+
+
 def test_unreachable_backend_is_store_unavailable(broken_store: BlobStore) -> None:
     with pytest.raises(StoreUnavailable):
         broken_store.put("raw/org-1/x.eml", Spool.from_bytes(b"data"))
     with pytest.raises(StoreUnavailable):
         broken_store.open("raw/org-1/x.eml")
+    with pytest.raises(StoreUnavailable):
+        broken_store.delete("raw/org-1/x.eml")

@@ -132,7 +132,14 @@ def start_ours(env: dict[str, str], log_dir: Path, tag: str) -> ServerProcess:
     return ServerProcess(
         "ours",
         [sys.executable, "-m", "lmtpd.cli", "serve", "--no-milter"],
-        {**env, "INGEST_LMTP_LISTEN": f"127.0.0.1:{port}"},
+        {
+            # no fixed ports: a busy port is fatal to `ingest serve`, and the bench
+            # measures LMTP only (the HTTP endpoint and the API are off)
+            "INGEST_HTTP_LISTEN": "off",
+            "INGEST_API_LISTEN": "off",
+            **env,
+            "INGEST_LMTP_LISTEN": f"127.0.0.1:{port}",
+        },
         log_dir / f"ours-{tag}.log",
         port,
     )

@@ -52,6 +52,9 @@ def ingest_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str
         INGEST_DOMAINS=DOMAIN,
         INGEST_LOG_FORMAT="json",
         INGEST_STORE_TIMEOUT_S="3",
+        # never the fixed default ports: a busy port is fatal to `ingest serve`
+        INGEST_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
+        INGEST_API_LISTEN="off",
     )
     env.update(extra)
     return env

@@ -301,6 +301,7 @@ class Ingest:
             "INGEST_LMTP_LISTEN": f"127.0.0.1:{self.lmtp_port}",
             "INGEST_MILTER_LISTEN": f"127.0.0.1:{self.milter_port}",
             "INGEST_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+            "INGEST_API_LISTEN": "off",
             "INGEST_DOMAINS": self.domain,
             "INGEST_LOG_FORMAT": "json",
             "INGEST_ENV": "development",

@@ -14,6 +14,7 @@ from ingest_core import operations
 from ingest_core.adapters.objects import LocalObjectStore, object_store_from_url
 from ingest_core.adapters.postgres import PostgresMessageRepository
 from ingest_core.adapters.postgres import health as pg_health
+from ingest_core.adapters.postgres.api_reads import PostgresTenantReads
 from ingest_core.adapters.postgres.audit import PostgresAuditLog
 from ingest_core.adapters.postgres.automated import AutomatedAdmin, PostgresAutomatedPolicies
 from ingest_core.adapters.postgres.common import Pool, open_pool
@@ -26,7 +27,6 @@ from ingest_core.adapters.postgres.migrate import (
 from ingest_core.adapters.postgres.operator import OperatorQueries
 from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
-from ingest_core.adapters.postgres.api_reads import PostgresTenantReads
 from ingest_core.adapters.postgres.tokens import PostgresTokens
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
@@ -203,6 +203,11 @@ def extraction_config(settings: Settings) -> ExtractionConfig:
     )
 
 
+def api_base_url(settings: Settings) -> str:
+    """The base of the tenant API's absolute URLs (payloads of events, the API's own)."""
+    return (settings.api_public_url or f"http://{settings.api_listen}").rstrip("/")
+
+
 def sweep_config(settings: Settings) -> operations.SweepConfig:
     """The sweep's part of the settings."""
     return operations.SweepConfig(
@@ -266,7 +271,7 @@ def open_app(
                 _breaker("object store", settings),
             )
         if repository is None:
-            repository = PostgresMessageRepository(pool)
+            repository = PostgresMessageRepository(pool, api_url=api_base_url(settings))
         if tenants is None:
             tenants = PostgresTenantDirectory(pool)
             if settings.tenant_cache_s > 0:

@@ -16,6 +16,7 @@ from ingest_core.errors import (
     RecordRejected,
     StoreUnavailable,
 )
+from ingest_core.events import EventType, OutboxEvent
 from ingest_core.model import (
     Attachment,
     AuthVerdict,
@@ -112,6 +113,7 @@ class MemoryMessageRepository:
     def __init__(self) -> None:
         self.rows: dict[uuid.UUID, StoredMessage] = {}
         self.attachments: dict[uuid.UUID, dict[str, Attachment]] = {}
+        self.events: list[OutboxEvent] = []  # the outbox, written with each change
         self.failing = False
         self._lock = threading.Lock()
 
@@ -130,8 +132,13 @@ class MemoryMessageRepository:
                     if row.content_sha256 == message.content_sha256:
                         return Recorded(RecordKind.DUPLICATE, row.id)
                     alt = f"{message.source_message_id}#{message.content_sha256[:16]}"
-                    return self._insert(replace(message, source_message_id=alt), conflict=True)
-            return self._insert(message, conflict=False)
+                    recorded = self._insert(replace(message, source_message_id=alt), conflict=True)
+                    break
+            else:
+                recorded = self._insert(message, conflict=False)
+            if recorded.kind is not RecordKind.DUPLICATE:
+                self.events.append(OutboxEvent(EventType.RECEIVED, recorded.id))
+            return recorded
 
     def record_many(self, messages: Sequence[NewMessage]) -> list[Recorded]:
         """All or nothing, like one database transaction."""
@@ -139,12 +146,12 @@ class MemoryMessageRepository:
         if any(message.size_bytes < 0 for message in messages):  # the schema's CHECK
             raise RecordRejected("record messages: data refused (fake)")
         with self._lock:
-            snapshot = dict(self.rows)
+            snapshot, events = dict(self.rows), list(self.events)
         try:
             return [self.record_received(message) for message in messages]
         except BaseException:
             with self._lock:
-                self.rows = snapshot
+                self.rows, self.events = snapshot, events
             raise
 
     def _insert(self, message: NewMessage, *, conflict: bool) -> Recorded:
@@ -213,6 +220,7 @@ class MemoryMessageRepository:
                 processed_at=datetime.now(UTC),
                 last_error=None,
             )
+            self.events.append(OutboxEvent(EventType.PROCESSED, message_id))
 
     def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
         self._check()
@@ -223,6 +231,8 @@ class MemoryMessageRepository:
                 last_error=error,
                 claimed_at=None,
             )
+            if final:
+                self.events.append(OutboxEvent(EventType.FAILED, message_id))
 
     def record_auth(self, message_id: uuid.UUID, verdict: AuthVerdict) -> None:
         self._check()
@@ -246,6 +256,7 @@ class MemoryMessageRepository:
                     claimed_at=None,
                     last_error=None,
                 )
+                self.events.append(OutboxEvent(EventType.QUARANTINED, message_id))
 
     def release(self, message_id: uuid.UUID) -> bool:
         self._check()
@@ -260,6 +271,7 @@ class MemoryMessageRepository:
                 attempts=0,
                 claimed_at=None,
             )
+            self.events.append(OutboxEvent(EventType.RELEASED, message_id))
             return True
 
     def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]:

@@ -5,6 +5,10 @@ context manager commits on success and rolls back on error. Reads that serve a
 tenant filter on ``org_id`` in SQL, so another tenant's rows never leave the
 database.
 
+Each state change the order product hears of writes its event in the same
+transaction (``outbox.emit``; docs/events.md): received, processed,
+quarantined, failed (final) and released.
+
 The rest of the Postgres adapter lives beside this module: ``common``
 (deadlines, pool, error mapping), ``migrate`` (schema), ``tenants``
 (directory and administration) and ``embedded`` (the default local server).
@@ -18,7 +22,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest_core.adapters.postgres.common import Pool, clean_text, database_errors
+from ingest_core.adapters.postgres.outbox import emit
 from ingest_core.errors import RecordRejected, StoreUnavailable
+from ingest_core.events import EventType
 from ingest_core.model import (
     Attachment,
     AuthVerdict,
@@ -143,8 +149,12 @@ MAX_ERROR_CHARS = 4000
 class PostgresMessageRepository:
     """``MessageRepository`` on a shared connection pool. Raises StoreUnavailable."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, api_url: str = "http://127.0.0.1:9326") -> None:
         self._pool = pool
+        self._api_url = api_url.rstrip("/")  # the base of the URLs in event payloads
+
+    def _emit(self, conn: psycopg.Connection[Any], message_id: uuid.UUID, kind: EventType) -> None:
+        emit(conn, message_id, kind, self._api_url)
 
     def record_received(self, message: NewMessage) -> Recorded:
         with database_errors("record message"), self._pool.connection() as conn:
@@ -161,6 +171,14 @@ class PostgresMessageRepository:
             raise
 
     def _record(self, conn: psycopg.Connection[Any], message: NewMessage) -> Recorded:
+        """The row, and for a new one (a conflict-stored row is one) its
+        ``message.received`` event; a duplicate emits nothing."""
+        recorded = self._insert(conn, message)
+        if recorded.kind is not RecordKind.DUPLICATE:
+            self._emit(conn, recorded.id, EventType.RECEIVED)
+        return recorded
+
+    def _insert(self, conn: psycopg.Connection[Any], message: NewMessage) -> Recorded:
         params = _insert_params(message)
         inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
         if inserted is not None:
@@ -224,15 +242,18 @@ class PostgresMessageRepository:
                 with conn.cursor() as cursor:
                     cursor.executemany(_UPSERT_ATTACHMENT, rows)
             conn.execute(_DELETE_OTHER_ATTACHMENTS, (message_id, part_paths))
+            self._emit(conn, message_id, EventType.PROCESSED)
 
     def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
         status = MessageStatus.FAILED if final else MessageStatus.RECEIVED
         with database_errors("record failure"), self._pool.connection() as conn:
-            conn.execute(
+            cursor = conn.execute(
                 "UPDATE inbound_message SET status = %s, last_error = %s, claimed_at = NULL"
                 " WHERE id = %s",
                 (status.value, clean_text(error[:MAX_ERROR_CHARS]), message_id),
             )
+            if final and cursor.rowcount == 1:
+                self._emit(conn, message_id, EventType.FAILED)
 
     def record_auth(self, message_id: uuid.UUID, verdict: AuthVerdict) -> None:
         with database_errors("record sender authentication"), self._pool.connection() as conn:
@@ -244,11 +265,13 @@ class PostgresMessageRepository:
 
     def quarantine(self, message_id: uuid.UUID, reason: str) -> None:
         with database_errors("quarantine message"), self._pool.connection() as conn:
-            conn.execute(
+            cursor = conn.execute(
                 "UPDATE inbound_message SET status = 'QUARANTINED', quarantine_reason = %s,"
                 " claimed_at = NULL, last_error = NULL WHERE id = %s AND status = 'PROCESSING'",
                 (clean_text(reason[:MAX_ERROR_CHARS]), message_id),
             )
+            if cursor.rowcount == 1:
+                self._emit(conn, message_id, EventType.QUARANTINED)
 
     def release(self, message_id: uuid.UUID) -> bool:
         with database_errors("release message"), self._pool.connection() as conn:
@@ -257,7 +280,10 @@ class PostgresMessageRepository:
                 " attempts = 0, claimed_at = NULL WHERE id = %s AND status = 'QUARANTINED'",
                 (message_id,),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            self._emit(conn, message_id, EventType.RELEASED)
+            return True
 
     def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]:
         with database_errors("list attachments"), self._pool.connection() as conn:

@@ -1,0 +1,80 @@
+"""The transactional outbox on Postgres (docs/events.md).
+
+:func:`emit` runs on the connection of the transaction that changes the
+message's state, so the event and its change commit or roll back together. One
+statement writes the event, its thin payload built from the rows as they stand
+in that transaction, and a delivery for every live endpoint of the tenant that
+subscribes to the type.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ingest_core.events import MAX_LISTED_ATTACHMENTS, MAX_TEXT_CHARS
+
+if TYPE_CHECKING:
+    import uuid
+
+    import psycopg
+
+    from ingest_core.events import EventType
+
+_EMIT = f"""
+WITH emitted AS (
+    INSERT INTO event (org_id, message_id, type, payload)
+    SELECT m.org_id, m.id, %(type)s::text, jsonb_build_object(
+        'type', %(type)s::text,
+        'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'data', jsonb_build_object(
+            'message_id', m.id,
+            'tenant', o.slug,
+            'message_id_header', left(m.message_id_header, {MAX_TEXT_CHARS}),
+            'from', left(m.from_header, {MAX_TEXT_CHARS}),
+            'envelope_from', left(m.envelope_from, {MAX_TEXT_CHARS}),
+            'subject', left(m.subject, {MAX_TEXT_CHARS}),
+            'received_at', m.received_at,
+            'status', m.status,
+            'url', %(base)s::text || '/v1/messages/' || m.id,
+            'raw_url', %(base)s::text || '/v1/messages/' || m.id || '/raw',
+            'sender', CASE WHEN m.auth_spf IS NULL THEN NULL ELSE jsonb_build_object(
+                'spf', m.auth_spf, 'dmarc', m.auth_dmarc, 'aligned', m.auth_aligned,
+                'from_domain', m.auth_from_domain) END,
+            'automated', m.automated_kind,
+            'quarantine_reason', CASE WHEN m.status = 'QUARANTINED'
+                THEN left(m.quarantine_reason, {MAX_TEXT_CHARS}) END,
+            'error', CASE WHEN m.status = 'FAILED' THEN left(m.last_error, {MAX_TEXT_CHARS}) END,
+            'attachment_count', a.count,
+            'attachments_truncated', a.count > {MAX_LISTED_ATTACHMENTS},
+            'attachments', a.listed))
+    FROM inbound_message m
+    JOIN organization o ON o.id = m.org_id
+    CROSS JOIN LATERAL (
+        SELECT (SELECT count(*) FROM inbound_attachment WHERE inbound_message_id = m.id) AS count,
+               COALESCE(jsonb_agg(jsonb_build_object(
+                   'id', f.id,
+                   'filename', left(f.filename, {MAX_TEXT_CHARS}),
+                   'content_type', f.content_type,
+                   'detected_type', f.detected_content_type,
+                   'size', f.size_bytes,
+                   'sha256', f.sha256,
+                   'url', %(base)s::text || '/v1/messages/' || m.id || '/attachments/' || f.id)
+                   ORDER BY f.part_path COLLATE "C"), '[]'::jsonb) AS listed
+        FROM (SELECT * FROM inbound_attachment WHERE inbound_message_id = m.id
+              ORDER BY part_path COLLATE "C" LIMIT {MAX_LISTED_ATTACHMENTS}) f
+    ) a
+    WHERE m.id = %(id)s::uuid
+    RETURNING id, org_id, type
+)
+INSERT INTO webhook_delivery (event_id, endpoint_id)
+SELECT emitted.id, w.id FROM emitted
+JOIN webhook_endpoint w ON w.org_id = emitted.org_id AND w.disabled_at IS NULL
+    AND (cardinality(w.event_types) = 0 OR emitted.type = ANY (w.event_types))
+"""
+
+
+def emit(
+    conn: psycopg.Connection[Any], message_id: uuid.UUID, event_type: EventType, base_url: str
+) -> None:
+    """Write one ``event_type`` event for the message, in ``conn``'s transaction."""
+    conn.execute(_EMIT, {"type": event_type.value, "id": message_id, "base": base_url})

@@ -6,11 +6,14 @@ import sys
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
+from lmtpd.cli.audit import record
+
 if TYPE_CHECKING:
     import argparse
     from datetime import datetime
 
     from ingest_core import bootstrap
+    from ingest_core.api.tokens import TokenRecord
 
 
 def add_parser(sub: Any) -> None:
@@ -50,6 +53,7 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
     owner = f"tenant {slug}" if slug else "admin"
     if args.tokens == "create":
         issued = app.tokens.issue(slug, name)
+        _audit(app, "token.create", issued.record)
         print(issued.token)
         print(
             f"created {owner} token {issued.record.name!r}; it is shown only now", file=sys.stderr
@@ -67,8 +71,15 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
     if revoked is None:
         print(f"{owner} has no live token named {name!r}", file=sys.stderr)
         return 1
+    _audit(app, "token.revoke", revoked)
     print(f"revoked {owner} token {revoked.name!r}")
     return 0
+
+
+def _audit(app: bootstrap.App, action: str, token: TokenRecord) -> None:
+    """The token's name, id and kind; never its secret or hash."""
+    scope = {"name": token.name, "token_id": token.token_id, "admin": token.admin}
+    record(app, action, org_slug=token.org_slug, scope=scope, count=1)
 
 
 def _when(moment: datetime | None) -> str:

@@ -52,6 +52,16 @@ def test_create_list_revoke(env, capsys, data_dir, pg_url) -> None:  # noqa: F81
     assert run(capsys, "tokens", "create", "acme", "--name", "orders app")[0] == 0
     code, out, _ = run(capsys, "tokens", "list", "--admin")
     assert "provisioning" in out
+    with open_app(settings) as app:
+        events = app.audit.events()
+    tokens = [e for e in events[::-1] if e.action.startswith("token.")]
+    assert [(e.action, e.org_slug, e.scope["name"], e.scope["admin"]) for e in tokens] == [
+        ("token.create", "acme", "orders app", False),
+        ("token.create", None, "provisioning", True),
+        ("token.revoke", "acme", "orders app", False),
+        ("token.create", "acme", "orders app", False),
+    ]
+    assert all(token.split("_")[2] not in str(e.scope) for e in events)
 
 
 def test_last_used_is_written_at_most_once_a_minute() -> None:

@@ -50,6 +50,8 @@ def effective_settings(
         value = _plain(getattr(settings, item.name))
         if item.name in _SECRET_FIELDS and isinstance(value, str):
             value = redact_url(value)
+        elif item.name == "secret_key" and value is not None:
+            value = REDACTED
         report[item.name] = {
             "variable": variable,
             "value": value,

@@ -77,6 +77,10 @@ class Settings:
     extract_retries: int = 5
     sweep_age_s: float = 600.0
     claim_lease_s: float = 900.0
+    retention_days: int | None = None  # a tenant's default retention; None: keep
+    purge_batch: int = 500  # messages per purge transaction
+    purge_grace_s: float = 900.0  # an object being removed refuses new references this long
+    secret_key: str | None = None  # keys the HMAC of erased addresses in the audit table
     dns_servers: tuple[str, ...] = ()  # ip, ip:port or [v6]:port; empty: resolv.conf
     dns_timeout_s: float = 5.0
     authserv_id: str | None = None  # None: the first of domains
@@ -296,6 +300,7 @@ _BY_TYPE: dict[str, Callable[[str, str], object]] = {
     "str": _text,
     "str | None": _text,
     "int": _positive_int,
+    "int | None": _positive_int,
     "float": _positive,
     "Path": _path,
     "Path | None": _path,

@@ -1,0 +1,195 @@
+"""Data lifecycle: retention per tenant, legal holds, erasure (docs/operations.md#data-lifecycle).
+
+Order of work, so that a crash at any point leaves no row pointing at a
+missing object:
+
+1. rows go first: one transaction deletes a batch of messages (their
+   attachment rows, events and deliveries go by cascade) and records the
+   object keys they referenced as removal candidates;
+2. per key, under the key's advisory lock, a candidate becomes a removal
+   marker only if no row references the key any more (else it is dropped);
+   while the marker is young, the database refuses a new row referencing the
+   key (a message that reused the object through a skipped put, or extraction
+   that found it with ``exists()``, is retried later and writes it again);
+3. the object is deleted, then the marker confirmed.
+
+A run that dies anywhere leaves candidates or unconfirmed markers, never a row
+without its object; the next run starts with them (marking again gives a fresh
+refusal window and checks the references again). Every step is idempotent, so
+a run that is killed and rerun converges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from ingest_core.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    import uuid
+    from collections.abc import Sequence
+
+    from ingest_core.ports import BlobStore
+
+log = logging.getLogger("ingest.lifecycle")
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What one delete of message rows took away: per tenant slug, messages,
+    attachment rows and their bytes (raw size plus attachments); the keys they
+    referenced, each with its tenant's id."""
+
+    messages: int = 0
+    attachments: int = 0
+    bytes: int = 0
+    keys: tuple[tuple[uuid.UUID, str], ...] = ()
+    by_tenant: dict[str, tuple[int, int]] = field(default_factory=dict)  # slug -> (msgs, bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Messages an erasure or a purge would remove, and those a hold keeps."""
+
+    ids: tuple[uuid.UUID, ...]
+    bytes: int
+    held: tuple[uuid.UUID, ...] = ()
+    hold_reasons: tuple[str, ...] = ()
+
+
+class LifecycleStore(Protocol):
+    """The database side of retention, holds and erasure."""
+
+    def expired(self, default_days: int | None, limit: int) -> list[uuid.UUID]:
+        """Up to ``limit`` messages past their tenant's retention, oldest first,
+        none held and none being extracted."""
+        ...
+
+    def delete_messages(self, ids: Sequence[uuid.UUID]) -> Removed:
+        """Delete those messages that no live hold covers, with their attachment
+        rows (and events), and record their keys as removal candidates, in one
+        transaction."""
+        ...
+
+    def mark_for_removal(self, org_id: uuid.UUID, key: str, refuse_s: float) -> bool:
+        """Under the key's lock: True (and a marker written) if no row references
+        ``key``; False (and any marker dropped) if one does."""
+        ...
+
+    def confirm_removed(self, key: str) -> None: ...
+
+    def unconfirmed(self, limit: int) -> list[tuple[uuid.UUID, str]]:
+        """Candidates and markers a crashed run left without a confirmed delete."""
+        ...
+
+    def forget_removed(self) -> int:
+        """Drop confirmed markers whose refusal window is over."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeConfig:
+    default_days: int | None
+    batch: int = 500
+    refuse_s: float = 900.0
+    max_batches: int | None = None  # None: until nothing is left
+
+
+@dataclass
+class PurgeReport:
+    messages: int = 0
+    attachments: int = 0
+    bytes: int = 0
+    objects: int = 0
+    objects_kept: int = 0  # still referenced by another row of the tenant
+    objects_failed: int = 0  # the store refused; the next run retries them
+    by_tenant: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, removed: Removed) -> None:
+        self.messages += removed.messages
+        self.attachments += removed.attachments
+        self.bytes += removed.bytes
+        for slug, (count, size) in removed.by_tenant.items():
+            before = self.by_tenant.get(slug, (0, 0))
+            self.by_tenant[slug] = (before[0] + count, before[1] + size)
+
+
+def purge(store: LifecycleStore, objects: BlobStore, config: PurgeConfig) -> PurgeReport:
+    """Remove messages past retention in batches of ``config.batch``; each batch
+    is its own transaction, so a run stopped anywhere loses nothing and the next
+    run goes on from where it stopped."""
+    report = PurgeReport()
+    finish_unconfirmed(store, objects, config.refuse_s, report)
+    batches = 0
+    while config.max_batches is None or batches < config.max_batches:
+        ids = store.expired(config.default_days, config.batch)
+        if not ids:
+            break
+        remove_messages(store, objects, ids, config.refuse_s, report)
+        batches += 1
+    store.forget_removed()
+    log.info(
+        "purge removed %d messages",
+        report.messages,
+        extra={"messages": report.messages, "bytes": report.bytes, "objects": report.objects},
+    )
+    return report
+
+
+def remove_messages(
+    store: LifecycleStore,
+    objects: BlobStore,
+    ids: Sequence[uuid.UUID],
+    refuse_s: float,
+    report: PurgeReport,
+) -> None:
+    """Rows first, then each object that no row references any more."""
+    removed = store.delete_messages(ids)
+    report.add(removed)
+    for org_id, key in dict.fromkeys(removed.keys):
+        remove_object(store, objects, org_id, key, refuse_s, report)
+
+
+def remove_object(
+    store: LifecycleStore,
+    objects: BlobStore,
+    org_id: uuid.UUID,
+    key: str,
+    refuse_s: float,
+    report: PurgeReport,
+) -> None:
+    if not store.mark_for_removal(org_id, key, refuse_s):
+        report.objects_kept += 1
+        return
+    try:
+        objects.delete(key)
+    except StoreUnavailable as exc:
+        report.objects_failed += 1  # the marker stays: the next run finishes it
+        log.warning("object removal failed; the next purge retries it", extra={"error": str(exc)})
+        return
+    store.confirm_removed(key)
+    report.objects += 1
+
+
+def finish_unconfirmed(
+    store: LifecycleStore, objects: BlobStore, refuse_s: float, report: PurgeReport
+) -> None:
+    """Objects whose removal a crashed or refused run began: marked again (the
+    references checked again, a fresh refusal window) and deleted."""
+    for org_id, key in store.unconfirmed(10_000):
+        remove_object(store, objects, org_id, key, refuse_s, report)
+
+
+def address_digest(address: str, secret_key: str | None) -> str | None:
+    """What the audit table records of an erased address: an HMAC-SHA256 keyed
+    by ``INGEST_SECRET_KEY`` (the same address gives the same digest, so an
+    auditor holding the address can check it; the table alone does not reveal
+    it). None without a key: an unkeyed hash of an address is easily reversed."""
+    if not secret_key:
+        return None
+    normal = address.strip().lower().encode()
+    return "hmac-sha256:" + hmac.new(secret_key.encode(), normal, hashlib.sha256).hexdigest()

@@ -29,7 +29,8 @@ class ApiSources(Protocol):
 
 
 def api_config(settings: Settings) -> ApiConfig:
-    public = settings.api_public_url or f"http://{settings.api_listen}"
+    scheme = "https" if settings.api_tls_cert else "http"
+    public = settings.api_public_url or f"{scheme}://{settings.api_listen}"
     return ApiConfig(public_url=public, trusted_proxies=settings.api_trusted_proxies)
 
 

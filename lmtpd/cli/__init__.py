@@ -241,6 +241,7 @@ def _run_serve(app: bootstrap.App, args: argparse.Namespace, settings: Settings)
             worker_env=worker_env,
             probes=app,
             setup=setup,
+            api=app,
         )
     )
 

@@ -23,6 +23,8 @@ from lmtpd.server import LmtpServer, ServerConfig
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
+    from prometheus_client import CollectorRegistry
+
     from ingest_core.ports import InboundChannelPort
     from ingest_core.settings import Settings
     from lmtpd.api import ApiSources
@@ -90,7 +92,7 @@ async def run_services(
             await nursery.start(http_endpoint, http, settings.http_listen)
         api_address = None
         if api is not None and settings.api_enabled:
-            api_address = await nursery.start(api_endpoint, api, settings, metrics)
+            api_address = await nursery.start(api_endpoint, api, settings, metrics.registry)
         log.info(
             "listening",
             extra={
@@ -184,14 +186,15 @@ async def http_endpoint(
 async def api_endpoint(
     api: ApiSources,
     settings: Settings,
-    metrics: ServeMetrics,
+    registry: CollectorRegistry,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The tenant API; a port it cannot bind raises ConfigError, as for HTTP."""
+    """The tenant API, its metrics in ``registry`` (what ``/metrics`` serves); a
+    port it cannot bind raises ConfigError, as for HTTP."""
     from lmtpd.api import serve_api
 
     try:
-        await serve_api(api, settings, metrics.registry, task_status=task_status)
+        await serve_api(api, settings, registry, task_status=task_status)
     except OSError as exc:
         raise listen_error("INGEST_API_LISTEN", settings.api_listen, exc) from exc
 

@@ -11,7 +11,8 @@ a child's death or drain (the queue belongs to the supervisor's socket; with
 The supervisor owns what there is one of: the embedded Postgres (started through
 bootstrap before it runs, its URL handed to the children), the HTTP endpoint
 (``/readyz`` adds ``lmtp``: ok when all N children listen; ``/metrics`` merges
-theirs, :mod:`lmtpd.cli.merged_metrics`) and the optional worker child. A child
+theirs, :mod:`lmtpd.cli.merged_metrics`), the tenant API (it only reads Postgres
+and the object store) and the optional worker child. A child
 that exits unexpectedly is restarted after a delay that doubles while it keeps
 dying fast (``RESTART_DELAY_S`` up to ``MAX_RESTART_DELAY_S``). SIGTERM/SIGINT is
 forwarded to every child as SIGTERM; each drains within
@@ -33,7 +34,13 @@ import trio
 
 from lmtpd.cli.child import ChildSpec
 from lmtpd.cli.merged_metrics import MergedMetrics
-from lmtpd.cli.serve import announce_ready, http_endpoint, listen_error, supervise_worker
+from lmtpd.cli.serve import (
+    announce_ready,
+    api_endpoint,
+    http_endpoint,
+    listen_error,
+    supervise_worker,
+)
 from lmtpd.http import HttpServer
 from lmtpd.listeners import bound_address, open_listeners
 
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ingest_core.settings import Settings
+    from lmtpd.api import ApiSources
     from lmtpd.cli.serve import Probes
 
 log = logging.getLogger("ingest.serve")
@@ -96,6 +104,7 @@ class Supervisor:
         probes: Probes | None,
         worker_env: Mapping[str, str] | None,
         setup: Mapping[str, object] | None = None,
+        api: ApiSources | None = None,
     ) -> None:
         settings = self.settings
         lmtp = await _listen("INGEST_LMTP_LISTEN", settings.lmtp_listen)
@@ -122,7 +131,11 @@ class Supervisor:
                 nursery.start_soon(self._on_signals)
                 if settings.http_enabled:
                     await nursery.start(http_endpoint, http, settings.http_listen)
-                nursery.start_soon(self._announce, address, http, probes, setup or {})
+                api_address = None
+                if api is not None and settings.api_enabled:
+                    registry = self.metrics.registry
+                    api_address = await nursery.start(api_endpoint, api, settings, registry)
+                nursery.start_soon(self._announce, address, http, api_address, probes, setup or {})
                 if worker_env is not None:
                     nursery.start_soon(supervise_worker, worker_env, self.closing)
                 async with trio.open_nursery() as children:
@@ -148,12 +161,19 @@ class Supervisor:
         self,
         address: str,
         http: HttpServer,
+        api_address: str | None,
         probes: Probes | None,
         setup: Mapping[str, object],
     ) -> None:
         await self.all_ready.wait()
         log.info(
-            "listening", extra={"lmtp": address, "http": http.address, "processes": len(self.slots)}
+            "listening",
+            extra={
+                "lmtp": address,
+                "http": http.address,
+                "api": api_address,
+                "processes": len(self.slots),
+            },
         )
         await announce_ready(probes, setup)
 
@@ -252,9 +272,11 @@ async def run_supervisor(
     worker_env: Mapping[str, str] | None,
     probes: Probes | None = None,
     setup: Mapping[str, object] | None = None,
+    api: ApiSources | None = None,
 ) -> None:
     """Serve with ``count`` child processes until a signal arrives; then drain them.
-    A listener that cannot be bound raises ConfigError."""
+    ``api``: what the tenant API reads (none: no API). A listener that cannot be
+    bound raises ConfigError."""
     with tempfile.TemporaryDirectory(prefix="ingest-serve-") as private:  # mode 0700
         supervisor = Supervisor(settings, count, Path(private), child_env=child_env, milter=milter)
-        await supervisor.run(probes, worker_env, setup)
+        await supervisor.run(probes, worker_env, setup, api)

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest_core import operations
+from ingest_core import lifecycle, operations
 from ingest_core.adapters.objects import LocalObjectStore, object_store_from_url
 from ingest_core.adapters.postgres import PostgresMessageRepository
 from ingest_core.adapters.postgres import health as pg_health
@@ -19,6 +19,7 @@ from ingest_core.adapters.postgres.audit import PostgresAuditLog
 from ingest_core.adapters.postgres.automated import AutomatedAdmin, PostgresAutomatedPolicies
 from ingest_core.adapters.postgres.common import Pool, open_pool
 from ingest_core.adapters.postgres.embedded import database_url_for, ensure_folder
+from ingest_core.adapters.postgres.lifecycle import PostgresLifecycle
 from ingest_core.adapters.postgres.migrate import (
     applied_migrations,
     available_migrations,
@@ -31,10 +32,12 @@ from ingest_core.adapters.postgres.tokens import PostgresTokens
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
 from ingest_core.api.tokens import Tokens
+from ingest_core.audit import AuditEvent
 from ingest_core.breaker import Breaker
 from ingest_core.errors import IngestError, Unavailable
 from ingest_core.extraction import ExtractionConfig
 from ingest_core.guarded import GuardedBlobStore
+from ingest_core.lifecycle import PurgeConfig, PurgeReport
 from ingest_core.mime import MimeLimits
 from ingest_core.service import AcceptConfig, InboundService
 from ingest_core.worker.tasks import Tasks, register
@@ -109,6 +112,34 @@ class App:
     @property
     def extraction(self) -> ExtractionConfig:
         return extraction_config(self.settings)
+
+    @property
+    def lifecycle(self) -> PostgresLifecycle:
+        """Retention, legal holds and erasure (``ingest purge``, ``erase``, ``holds``)."""
+        if "lifecycle" not in self.extras:
+            self.extras["lifecycle"] = PostgresLifecycle(self.pool)
+        store: PostgresLifecycle = self.extras["lifecycle"]
+        return store
+
+    def purge(self, actor: str = "retention") -> PurgeReport:
+        """Remove what is past retention (``ingest purge``, the worker's
+        ``ingest.purge``); one audit event per tenant that lost messages."""
+        report = lifecycle.purge(self.lifecycle, self.store, purge_config(self.settings))
+        for slug, (count, size) in sorted(report.by_tenant.items()):
+            self.audit.record(
+                AuditEvent(
+                    actor=actor,
+                    action="retention.purge",
+                    org_slug=slug,
+                    scope={"messages": count, "bytes": size},
+                    count=count,
+                )
+            )
+        return report
+
+    def run_retention(self) -> int:
+        """The worker's ``ingest.purge``: messages removed."""
+        return self.purge().messages
 
     def sweep(self) -> list[uuid.UUID]:
         """Re-enqueue the rows whose extraction job was lost (``ingest sweep``)."""
@@ -206,6 +237,15 @@ def extraction_config(settings: Settings) -> ExtractionConfig:
 def api_base_url(settings: Settings) -> str:
     """The base of the tenant API's absolute URLs (payloads of events, the API's own)."""
     return (settings.api_public_url or f"http://{settings.api_listen}").rstrip("/")
+
+
+def purge_config(settings: Settings) -> PurgeConfig:
+    """The retention run's part of the settings."""
+    return PurgeConfig(
+        default_days=settings.retention_days,
+        batch=settings.purge_batch,
+        refuse_s=settings.purge_grace_s,
+    )
 
 
 def sweep_config(settings: Settings) -> operations.SweepConfig:
@@ -457,6 +497,9 @@ class _LazyApp:
 
     def remove_stale_temp_files(self) -> int:
         return self._worker.app().remove_stale_temp_files()
+
+    def run_retention(self) -> int:
+        return self._worker.app().run_retention()
 
 
 def open_worker(settings: Settings) -> Worker:

@@ -140,6 +140,23 @@ def purge(store: LifecycleStore, objects: BlobStore, config: PurgeConfig) -> Pur
     return report
 
 
+def erase(
+    store: LifecycleStore,
+    objects: BlobStore,
+    ids: Sequence[uuid.UUID],
+    *,
+    batch: int,
+    refuse_s: float,
+) -> PurgeReport:
+    """Remove the given messages (a selection without held ones) in batches;
+    a message a hold covers by now stays (the delete checks again)."""
+    report = PurgeReport()
+    finish_unconfirmed(store, objects, refuse_s, report)
+    for start in range(0, len(ids), batch):
+        remove_messages(store, objects, ids[start : start + batch], refuse_s, report)
+    return report
+
+
 def remove_messages(
     store: LifecycleStore,
     objects: BlobStore,

@@ -39,6 +39,7 @@ TASK_NAMESPACE = "ingest"
 EXTRACT_TASK = "extract"
 SWEEP_TASK = "sweep"
 CLEAN_TASK = "clean_temp_files"
+PURGE_TASK = "purge"
 
 
 class WorkerDeps(Protocol):
@@ -65,6 +66,10 @@ class WorkerDeps(Protocol):
     def sweep(self) -> list[uuid.UUID]: ...
 
     def remove_stale_temp_files(self) -> int: ...
+
+    def run_retention(self) -> int:
+        """Remove what is past retention; the number of messages removed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -100,5 +105,11 @@ def register(huey: Any, deps: WorkerDeps) -> Tasks:
     @huey.periodic_task(crontab(minute="17"), name=CLEAN_TASK, __module__=TASK_NAMESPACE)  # type: ignore[untyped-decorator]
     def periodic_clean() -> int:
         return deps.remove_stale_temp_files()
+
+    # Hourly; each run goes on until nothing past retention is left, in batches
+    # that are transactions of their own, so a run stopped anywhere loses nothing.
+    @huey.periodic_task(crontab(minute="41"), name=PURGE_TASK, __module__=TASK_NAMESPACE)  # type: ignore[untyped-decorator]
+    def periodic_purge() -> int:
+        return deps.run_retention()
 
     return Tasks(extract=extract, sweep=periodic_sweep)

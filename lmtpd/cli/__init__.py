@@ -16,6 +16,7 @@ from ingest_core.settings import Settings
 from ingest_core.telemetry import configure_tracing
 from lmtpd.cli import audit as cli_audit
 from lmtpd.cli import config as cli_config
+from lmtpd.cli import lifecycle as cli_lifecycle
 from lmtpd.cli import messages as cli_messages
 from lmtpd.cli import replay as cli_replay
 from lmtpd.cli import tenants as cli_tenants
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_replay.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_config.add_parser(sub)
+    cli_lifecycle.add_parser(sub)
 
     sub.add_parser("sweep", help="re-enqueue stuck messages once")
     sub.add_parser("healthcheck", help="LMTP LHLO + NOOP against INGEST_LMTP_LISTEN")
@@ -169,6 +171,12 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
             return cli_replay.run(app, args)
         if args.command == "audit":
             return cli_audit.run(app, args)
+        if args.command == "purge":
+            return cli_lifecycle.run_purge(app, args)
+        if args.command == "erase":
+            return cli_lifecycle.run_erase(app, args)
+        if args.command == "holds":
+            return cli_lifecycle.run_holds(app, args)
         if args.command == "sweep":
             ids = app.sweep()
             print(f"re-enqueued {len(ids)} message(s)")

@@ -49,6 +49,19 @@ def add_parser(sub: Any) -> None:
     automated.add_argument(
         "action", nargs="?", choices=[a.value for a in AutomatedAction], help="what to do with it"
     )
+    retention = tenants.add_parser(
+        "retention", help="show or set how long its mail is kept (90d, off, default)"
+    )
+    retention.add_argument("slug", help=slug_help)
+    retention.add_argument(
+        "value", nargs="?", help="Nd: N days; off: never removed; default: INGEST_RETENTION_DAYS"
+    )
+    delete = tenants.add_parser(
+        "delete", help="offboard a tenant: erase its messages, then its tokens and endpoints"
+    )
+    delete.add_argument("slug", help=slug_help)
+    delete.add_argument("--erase", action="store_true", help="required: its data goes too")
+    delete.add_argument("--yes", action="store_true", help="do it without asking")
     senders = tenants.add_parser("senders", help="allow-listed senders").add_subparsers(
         dest="senders", required=True
     )
@@ -88,6 +101,10 @@ def run(app: bootstrap.App, args: argparse.Namespace) -> int:
         return _show(app, args.slug)
     if args.tenants == "automated":
         return _automated(app, args)
+    if args.tenants == "retention":
+        return _retention(app, args)
+    if args.tenants == "delete":
+        return _delete(app, args)
     status = TenantStatus.DISABLED if args.tenants == "disable" else TenantStatus.ACTIVE
     if not app.admin.set_status(args.slug, status):
         print(f"no tenant {args.slug}", file=sys.stderr)
@@ -121,8 +138,89 @@ def _show(app: bootstrap.App, slug: str) -> int:
     print(f"tenant {tenant.slug} ({tenant.id}): {tenant.name}")
     print(f"  status:          {tenant.status.value}")
     print(f"  sender policy:   {rules.policy.value} ({len(rules.patterns)} allow-listed senders)")
+    print(f"  retention:       {_retention_text(app, slug)}")
     print("  automated mail:")
     _print_automated(app, slug)
+    return 0
+
+
+def _retention_text(app: bootstrap.App, slug: str) -> str:
+    days, off = app.lifecycle.retention(slug) or (None, False)
+    if off:
+        return "off (kept until erased)"
+    if days is not None:
+        return f"{days}d"
+    default = app.settings.retention_days
+    kept = f"{default}d" if default else "kept (INGEST_RETENTION_DAYS unset)"
+    return f"default: {kept}"
+
+
+def _retention(app: bootstrap.App, args: argparse.Namespace) -> int:
+    if args.value is not None:
+        value = args.value.strip().lower()
+        days: int | None = None
+        if value not in ("off", "default"):
+            digits = value.removesuffix("d")
+            if not digits.isdigit() or int(digits) < 1:
+                print(
+                    f"retention {args.value!r}: give Nd (days, e.g. 90d), off or default",
+                    file=sys.stderr,
+                )
+                return 2
+            days = int(digits)
+        if not app.lifecycle.set_retention(args.slug, days, off=value == "off"):
+            print(f"no tenant {args.slug}", file=sys.stderr)
+            return 1
+        scope = {"retention": value if days is None else f"{days}d"}
+        record(app, "tenant.retention", org_slug=args.slug, scope=scope, count=1)
+    elif app.lifecycle.retention(args.slug) is None:
+        print(f"no tenant {args.slug}", file=sys.stderr)
+        return 1
+    print(f"tenant {args.slug}: retention {_retention_text(app, args.slug)}")
+    return 0
+
+
+def _delete(app: bootstrap.App, args: argparse.Namespace) -> int:
+    """Erase everything of the tenant, then the tenant row and every row naming it."""
+    from ingest_core import lifecycle
+
+    if not args.erase:
+        print(f"tenants delete removes all of {args.slug}'s data: add --erase", file=sys.stderr)
+        return 2
+    if app.lifecycle.retention(args.slug) is None:
+        print(f"no tenant {args.slug}", file=sys.stderr)
+        return 1
+    holds = app.lifecycle.tenant_held(args.slug)
+    if holds:
+        print(f"tenant {args.slug} is under legal hold: {'; '.join(holds)}", file=sys.stderr)
+        refused = {"reason": "legal hold", "holds": holds}
+        record(app, "tenant.delete.refused", org_slug=args.slug, scope=refused)
+        return 1
+    selection = app.lifecycle.select(args.slug)
+    question = f"delete tenant {args.slug} and {len(selection.ids)} message(s)? [y/N] "
+    if not args.yes and not (sys.stdin.isatty() and input(question).strip().lower() == "y"):
+        print("nothing removed (add --yes to skip the question)")
+        return 1
+    report = lifecycle.erase(
+        app.lifecycle,
+        app.store,
+        selection.ids,
+        batch=app.settings.purge_batch,
+        refuse_s=app.settings.purge_grace_s,
+    )
+    rows = app.lifecycle.delete_tenant(args.slug)
+    scope: dict[str, object] = {
+        "messages": report.messages,
+        "bytes": report.bytes,
+        "objects": report.objects,
+        "rows": rows,
+    }
+    record(app, "tenant.delete", org_slug=args.slug, scope=scope, count=report.messages)
+    named = ", ".join(f"{count} {table}" for table, count in sorted(rows.items())) or "none"
+    print(
+        f"deleted tenant {args.slug}: {report.messages} message(s), {report.bytes} bytes,"
+        f" {report.objects} object(s); other rows: {named}"
+    )
     return 0
 
 

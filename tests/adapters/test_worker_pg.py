@@ -151,4 +151,5 @@ def test_task_identifiers_are_stable() -> None:
         "ingest.extract",
         "ingest.sweep",
         "ingest.clean_temp_files",
+        "ingest.purge",
     }

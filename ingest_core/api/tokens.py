@@ -55,10 +55,16 @@ class Principal:
     token_id: str
     org_id: uuid.UUID | None
     org_slug: str | None
+    name: str = ""
 
     @property
     def admin(self) -> bool:
         return self.org_id is None
+
+    @property
+    def actor(self) -> str:
+        """Who did it, for the audit log."""
+        return f"token {self.name} ({self.token_id})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,4 +129,4 @@ class Tokens:
         now = now or datetime.now(UTC)
         if record.last_used_at is None or now - record.last_used_at >= TOUCH_EVERY:
             self.repository.touch(token_id)
-        return Principal(record.token_id, record.org_id, record.org_slug)
+        return Principal(record.token_id, record.org_id, record.org_slug, record.name)

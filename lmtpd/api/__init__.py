@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from lmtpd.api.admin import AdminSources, TenantProvisioning
 from lmtpd.api.app import ApiConfig, build_api
 from lmtpd.asgi import ServeOptions, serve_asgi
 
@@ -14,10 +15,11 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ingest_core.api.tokens import Tokens
+    from ingest_core.audit import AuditLog
     from ingest_core.ports import BlobStore, TenantReads
     from ingest_core.settings import Settings
 
-__all__ = ["ApiConfig", "ApiSources", "build_api", "serve_api"]
+__all__ = ["AdminSources", "ApiConfig", "ApiSources", "build_api", "serve_api"]
 
 
 class ApiSources(Protocol):
@@ -26,6 +28,10 @@ class ApiSources(Protocol):
     tokens: Tokens
     reads: TenantReads
     store: BlobStore
+    audit: AuditLog
+
+    @property
+    def admin(self) -> TenantProvisioning: ...
 
 
 def api_config(settings: Settings) -> ApiConfig:
@@ -42,7 +48,10 @@ async def serve_api(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Raises :class:`OSError` when ``INGEST_API_LISTEN`` cannot be bound."""
-    app = build_api(sources.tokens, sources.reads, sources.store, api_config(settings), registry)
+    admin = AdminSources(sources.admin, sources.tokens, sources.audit)
+    app = build_api(
+        sources.tokens, sources.reads, sources.store, api_config(settings), registry, admin
+    )
     cert, key = settings.api_tls_cert, settings.api_tls_key
     options = ServeOptions(
         tls_cert=str(cert) if cert else None,

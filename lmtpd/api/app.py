@@ -31,6 +31,7 @@ from ingest_core.errors import IngestError, ObjectNotFound, Unavailable
 from ingest_core.model import AutomatedKind, MessageStatus
 from ingest_core.ports import BlobStore, TenantReads
 from ingest_core.settings import Network
+from lmtpd.api.admin import AdminSources, Refused, add_admin_routes
 from lmtpd.api.parts import Unsatisfiable, content_disposition, parse_range, problem
 
 log = logging.getLogger("ingest.api")
@@ -97,7 +98,9 @@ def build_api(
     store: BlobStore,
     config: ApiConfig,
     registry: CollectorRegistry | None = None,
+    admin: AdminSources | None = None,
 ) -> FastAPI:
+    """The tenant endpoints, and with ``admin`` the provisioning ones."""
     limiter = trio.CapacityLimiter(config.worker_threads)
     failures = _Failures(config.failures_per_minute)
     auth_failures = Counter(
@@ -136,7 +139,8 @@ def build_api(
     app = FastAPI(
         title="order-ingest tenant API",
         version="1",
-        description="Messages received for a tenant, their raw bytes and attachments.",
+        description="Messages received for a tenant, their raw bytes and attachments;"
+        " tenants and their tokens provisioned with an admin token.",
         docs_url=None,
         redoc_url=None,
     )
@@ -144,6 +148,10 @@ def build_api(
     @app.exception_handler(_Problem)
     async def _on_problem(request: Request, exc: _Problem) -> Response:
         return problem(exc.status, **exc.headers)
+
+    @app.exception_handler(Refused)
+    async def _on_refused(request: Request, exc: Refused) -> Response:
+        return problem(exc.status)
 
     @app.exception_handler(HTTPException)
     async def _on_http(request: Request, exc: HTTPException) -> Response:
@@ -277,6 +285,8 @@ def build_api(
             disposition,
         )
 
+    if admin is not None:
+        add_admin_routes(app, admin, principal, blocking)
     return app
 
 

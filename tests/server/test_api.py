@@ -161,7 +161,7 @@ async def test_failed_auth_is_rate_limited_per_address(api) -> None:
         ("../../etc/passwd", 'attachment; filename="passwd"'),
         (
             'a"b;c\r\nX-Evil: 1.pdf',
-            "attachment; filename=\"a_b_cX-Evil_ 1.pdf\";"
+            'attachment; filename="a_b_cX-Evil_ 1.pdf";'
             " filename*=UTF-8''a%22b%3BcX-Evil%3A%201.pdf",
         ),
         ("café.pdf", "attachment; filename=\"cafe.pdf\"; filename*=UTF-8''caf%C3%A9.pdf"),
@@ -226,10 +226,14 @@ async def test_a_30_mb_attachment_streams_from_s3_with_flat_memory(
 def test_openapi_documents_every_route() -> None:
     from starlette.routing import Route
 
-    from lmtpd.api import ApiConfig, build_api
+    from lmtpd.api import AdminSources, ApiConfig, build_api
 
-    app = build_api(None, None, None, ApiConfig(public_url="https://api.test"))  # type: ignore[arg-type]
+    admin = AdminSources(None, None, None)  # type: ignore[arg-type]
+    config = ApiConfig(public_url="https://api.test")
+    app = build_api(None, None, None, config, admin=admin)  # type: ignore[arg-type]
     paths = app.openapi()["paths"]
+    assert {"/v1/admin/tenants", "/v1/admin/tenants/{slug}/tokens/{name}"} <= set(paths)
+    assert set(paths["/v1/admin/tenants/{slug}"]) == {"patch"}
     routes = [r for r in app.routes if isinstance(r, Route) and r.path.startswith("/v1/")]
     assert routes
     for route in routes:

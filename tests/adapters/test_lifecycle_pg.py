@@ -15,7 +15,7 @@ import pytest
 from ingest_core.adapters.objects import LocalObjectStore, S3ObjectStore
 from ingest_core.adapters.postgres import PostgresMessageRepository, TenantAdmin
 from ingest_core.adapters.postgres.lifecycle import PostgresLifecycle
-from ingest_core.errors import StoreUnavailable
+from ingest_core.errors import RecordRejected, StoreUnavailable
 from ingest_core.lifecycle import PurgeConfig, PurgeReport, purge, remove_messages
 from ingest_core.model import Attachment, NewMessage
 from ingest_core.spool import Spool
@@ -58,12 +58,17 @@ class World:
         sender: str = "buyer@example.net",
         from_header: str = "Buyer <buyer@example.net>",
         attachments: tuple[bytes, ...] = (),
+        batch: bool = False,
     ) -> uuid.UUID:
-        """A stored message as accept and extraction leave it: objects first, then rows."""
+        """A stored message as accept and extraction leave it: objects first, then
+        rows (``batch``: through record_many, as the accept path records)."""
         sha = uuid.uuid5(uuid.NAMESPACE_URL, body.decode()).hex * 2
         key = f"raw/{org}/{sha}.eml"
         self.objects.put(key, Spool.from_bytes(body))
-        recorded = self.repo.record_received(
+        record = self.repo.record_received
+        if batch:
+            record = lambda new: self.repo.record_many([new])[0]  # noqa: E731
+        recorded = record(
             NewMessage(
                 org_id=org,
                 source_message_id=f"{uuid.uuid4()}@example.net",
@@ -253,6 +258,19 @@ def test_a_marked_key_refuses_a_new_row_until_its_window_ends(world: World) -> N
     again = world.message(org, age_days=0, body=b"twin")
     assert world.message_ids() == {again}
     world.nothing_dangles()
+
+
+def test_a_refused_message_is_refused_as_data_so_its_batch_neighbours_are_kept(
+    world: World,
+) -> None:
+    """RecordRejected: the accept batch then records each message on its own,
+    and only the one that reused the object being removed gets a 451."""
+    org = world.tenant("acme")
+    first = world.message(org, age_days=5, body=b"twin")
+    ((_, key),) = world.life.delete_messages([first]).keys
+    assert world.life.mark_for_removal(org, key, refuse_s=60.0)
+    with pytest.raises(RecordRejected):
+        world.message(org, age_days=0, body=b"twin", batch=True)
 
 
 def test_a_marked_attachment_key_refuses_extractions_manifest(world: World) -> None:

@@ -29,17 +29,19 @@ from ingest_core.adapters.postgres.operator import OperatorQueries
 from ingest_core.adapters.postgres.senders import PostgresSenderRules, SenderAdmin
 from ingest_core.adapters.postgres.tenants import PostgresTenantDirectory, TenantAdmin
 from ingest_core.adapters.postgres.tokens import PostgresTokens
+from ingest_core.adapters.postgres.webhooks import PostgresWebhooks
 from ingest_core.adapters.queue import HueyJobQueue, huey_from_url, pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
 from ingest_core.api.tokens import Tokens
 from ingest_core.audit import AuditEvent
 from ingest_core.breaker import Breaker
-from ingest_core.errors import IngestError, Unavailable
+from ingest_core.errors import ConfigError, IngestError, Unavailable
 from ingest_core.extraction import ExtractionConfig
 from ingest_core.guarded import GuardedBlobStore
 from ingest_core.lifecycle import PurgeConfig, PurgeReport
 from ingest_core.mime import MimeLimits
 from ingest_core.service import AcceptConfig, InboundService
+from ingest_core.webhooks import DispatchConfig, Dispatcher, Endpoints, SecretBox
 from ingest_core.worker.tasks import Tasks, register
 
 if TYPE_CHECKING:
@@ -100,6 +102,47 @@ class App:
             self.extras["verifier"] = built
         verifier: SenderVerifier = self.extras["verifier"]
         return verifier
+
+    def endpoints(self) -> Endpoints:
+        """Webhook endpoint administration (``ingest endpoints``, ``deliveries``, ``events``)."""
+        return Endpoints(
+            PostgresWebhooks(self.pool),
+            SecretBox(self.settings.secret_key),
+            dispatch_config(self.settings),
+            self._address_lookup,
+            production=self.settings.production,
+        )
+
+    def dispatcher(self) -> Dispatcher:
+        """The webhook dispatcher loop's worker (run by ``ingest worker``)."""
+        box = SecretBox(self.settings.secret_key)
+        if self.settings.production and not box.encrypts:
+            raise ConfigError(
+                "INGEST_SECRET_KEY: unset, and INGEST_ENV=production keeps endpoint secrets"
+                " only encrypted — set it"
+            )
+        return Dispatcher(
+            PostgresWebhooks(self.pool),
+            box,
+            dispatch_config(self.settings),
+            lookup=self._address_lookup,
+            audit=self.audit,
+        )
+
+    def _address_lookup(self, host: str) -> list[str]:
+        """A name's A and AAAA records through our resolver (INGEST_DNS_SERVERS)."""
+        if "resolver" not in self.extras:
+            from ingest_core.sender import DnsResolver
+
+            self.extras["resolver"] = DnsResolver(
+                self.settings.dns_servers, timeout_s=self.settings.dns_timeout_s
+            )
+        resolver = self.extras["resolver"]
+        found: list[str] = []
+        for query in (resolver.a, resolver.aaaa):
+            with contextlib.suppress(IngestError):
+                found.extend(query(host))
+        return found
 
     def migrate(self) -> list[str]:
         return migrate(self.database_url, timeout_s=self.settings.store_timeout_s)
@@ -245,6 +288,15 @@ def purge_config(settings: Settings) -> PurgeConfig:
         default_days=settings.retention_days,
         batch=settings.purge_batch,
         refuse_s=settings.purge_grace_s,
+    )
+
+
+def dispatch_config(settings: Settings) -> DispatchConfig:
+    """The webhook dispatcher's part of the settings: private addresses only when
+    allowed, and https in production unless private addresses are allowed."""
+    return DispatchConfig(
+        allow_private=settings.webhook_allow_private,
+        require_https=settings.production and not settings.webhook_allow_private,
     )
 
 

@@ -86,6 +86,7 @@ class Settings:
     authserv_id: str | None = None  # None: the first of domains
     log_format: str = "json"
     env: str = "development"
+    webhook_allow_private: bool = False  # send to loopback/private endpoints (development, tests)
 
     @property
     def production(self) -> bool:
@@ -261,6 +262,15 @@ def _network_list(variable: str, raw: str) -> tuple[Network, ...]:
 ENVIRONMENTS = ("development", "production")
 
 
+def _flag(variable: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{variable}: {raw!r} is not true or false")
+
+
 def _environment(variable: str, raw: str) -> str:
     """``development`` or ``production``, in any case; anything else is refused
     rather than run as development."""
@@ -306,6 +316,7 @@ _BY_TYPE: dict[str, Callable[[str, str], object]] = {
     "Path | None": _path,
     "tuple[str, ...]": _list,
     "tuple[Network, ...]": _network_list,
+    "bool": _flag,
 }
 
 _BY_FIELD: dict[str, Callable[[str, str], object]] = {

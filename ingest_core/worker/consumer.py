@@ -22,16 +22,27 @@ extract = worker.tasks.extract
 
 
 def run_consumer(*, workers: int = 2) -> int:
-    """`ingest worker`: the huey consumer with thread workers and the periodic sweep."""
+    """`ingest worker`: the huey consumer with thread workers and the periodic
+    sweep, and the webhook dispatcher's loop in a thread of its own (huey's
+    periodic tasks run at most once a minute, too slow for the first retries)."""
+    import threading
+
     from ingest_core.logs import configure_logging
 
     configure_logging(settings.log_format)
-    worker.app()  # fail fast on a bad configuration, before taking jobs
+    dispatcher = worker.app().dispatcher()  # fail fast on a bad configuration
+    stop = threading.Event()
+    dispatching = threading.Thread(
+        target=dispatcher.run, args=(stop,), name="webhook-dispatcher", daemon=True
+    )
+    dispatching.start()
     # An idle consumer backs off its polling; 1 s bounds the wait for the first job
     # after a quiet spell (huey's default of 10 s would dominate accept → PROCESSED).
     consumer = huey.create_consumer(
         workers=workers, worker_type="thread", periodic=True, max_delay=1.0
     )
     consumer.run()  # installs its own SIGTERM/SIGINT handlers: this is its own process
+    stop.set()
+    dispatching.join(timeout=30.0)  # an attempt in flight ends within its timeouts
     worker.close()
     return 0

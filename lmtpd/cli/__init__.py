@@ -16,6 +16,7 @@ from ingest_core.settings import Settings
 from ingest_core.telemetry import configure_tracing
 from lmtpd.cli import audit as cli_audit
 from lmtpd.cli import config as cli_config
+from lmtpd.cli import endpoints as cli_endpoints
 from lmtpd.cli import lifecycle as cli_lifecycle
 from lmtpd.cli import messages as cli_messages
 from lmtpd.cli import replay as cli_replay
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_tenants.add_parser(sub)
     cli_messages.add_parser(sub)
     cli_tokens.add_parser(sub)
+    cli_endpoints.add_parser(sub)
 
     export = sub.add_parser("export", help="one tenant's messages as a SQLite file")
     export.add_argument("--org", required=True, help="tenant slug")
@@ -165,6 +167,8 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
             return cli_messages.run(app, args)
         if args.command == "tokens":
             return cli_tokens.run(app, args)
+        if args.command in ("endpoints", "deliveries", "events"):
+            return cli_endpoints.run(app, args)
         if args.command == "export":
             return _export(app, args)
         if args.command == "replay":

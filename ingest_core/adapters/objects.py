@@ -56,6 +56,7 @@ _PART_SIZE = 5 << 20
 _PARTS_IN_FLIGHT = 2
 _PROBE_KEY = "health/readiness-probe"
 _PARALLEL_PUTS = 16
+_PARALLEL_WRITES = 8
 _POOL_LOCK = threading.Lock()
 _KEY = re.compile(r"[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*")
 
@@ -74,6 +75,7 @@ class LocalObjectStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
+        self._pool: ThreadPoolExecutor | None = None
         # Concurrent puts into one folder share its fsync: a folder sync that starts
         # after a rename makes that rename durable, whoever asked for it.
         self._folder_syncs: GroupCommit[Path, None] = GroupCommit(_fsync_dirs)
@@ -93,33 +95,44 @@ class LocalObjectStore:
             ) from exc
 
     def put_many(self, items: Sequence[tuple[str, Spool]]) -> list[StoreUnavailable | None]:
-        """Each file written and fsync'd, then each folder they are in fsync'd
-        once for all of them: a batch of N objects in one folder costs N + 1
-        syncs instead of 2N."""
-        errors: list[StoreUnavailable | None] = []
-        folders: dict[Path, None] = {}
-        for key, spool in items:
-            try:
-                with spool.open() as source:
-                    folders.update(dict.fromkeys(self._write(key, source, spool.size)))
-                errors.append(None)
-            except StoreUnavailable as exc:
-                errors.append(exc)
-            except OSError as exc:
-                errors.append(
-                    StoreUnavailable(
-                        f"local object store: writing {key} failed ({type(exc).__name__})",
-                        cause=_os_cause(exc),
-                    )
-                )
+        """Each file written and fsync'd, in parallel (the syncs of a batch overlap
+        on the disk as those of concurrent writers would), then each folder they
+        are in fsync'd once for all of them: N + 1 syncs instead of 2N, in about
+        the time of two."""
+        if len(items) <= 1:
+            written = [self._put_one(key, spool) for key, spool in items]
+        else:
+            written = list(self._writers().map(lambda item: self._put_one(*item), items))
+        errors = [error for error, _ in written]
+        folders = dict.fromkeys(folder for _, synced in written for folder in synced)
         try:
             _fsync_dirs(list(folders))
         except OSError as exc:
             failed = StoreUnavailable(
-                f"local object store: folder sync failed ({type(exc).__name__})"
+                f"local object store: folder sync failed ({type(exc).__name__})",
+                cause=_os_cause(exc),
             )
             errors = [error or failed for error in errors]
         return errors
+
+    def _put_one(self, key: str, spool: Spool) -> tuple[StoreUnavailable | None, list[Path]]:
+        try:
+            with spool.open() as source:
+                return None, self._write(key, source, spool.size)
+        except StoreUnavailable as exc:
+            return exc, []
+        except OSError as exc:
+            error = StoreUnavailable(
+                f"local object store: writing {key} failed ({type(exc).__name__})",
+                cause=_os_cause(exc),
+            )
+            return error, []
+
+    def _writers(self) -> ThreadPoolExecutor:
+        with _POOL_LOCK:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_PARALLEL_WRITES, thread_name_prefix="object-write")
+            return self._pool
 
     def _write(self, key: str, source: BinaryIO, size: int) -> list[Path]:
         """Write the object durably but for its folder entries; the folders to sync."""

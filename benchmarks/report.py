@@ -1,5 +1,6 @@
 """The markdown table (ours vs the aiosmtpd baseline and vs the seed design,
-ratios, targets) and the JSON record."""
+ratios, targets), the Postfix phase's table (benchmarks.postfix_report) and the
+JSON record."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from benchmarks import postfix_report
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -134,6 +137,8 @@ def markdown(results: Result) -> str:
             f" | {_times(ratio(row.ours, row.baseline))} | {_fmt(row.seed, row.digits)}"
             f" | {_times(ratio(row.ours, row.seed))} | {row.target} | {verdict} |"
         )
+    if "postfix" in results:
+        lines += ["", postfix_report.markdown(results["postfix"])]
     return "\n".join(lines)
 
 
@@ -157,11 +162,14 @@ def comparison(results: Result) -> list[dict[str, Any]]:
 
 
 def verdicts(results: Result) -> dict[str, str]:
-    return {
+    found = {
         row.label: ("n/a" if row.ours is None else "pass" if row.check(row.ours) else "miss")
         for row in rows(results)
         if row.check is not None
     }
+    if "postfix" in results:
+        found.update(postfix_report.verdicts(results["postfix"]))
+    return found
 
 
 def machine() -> dict[str, object]:
@@ -182,5 +190,7 @@ def write_json(results: Result, folder: Path) -> Path:
         "targets": verdicts(results),
         "comparison": comparison(results),
     }
+    if "postfix" in results:
+        record["postfix_comparison"] = postfix_report.comparison(results["postfix"])
     path.write_text(json.dumps(record, indent=1, default=str) + "\n")
     return path

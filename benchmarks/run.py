@@ -9,7 +9,10 @@ Phases per server (each server is its own process; see docs/benchmarks.md):
   mixed   N connections, small orders and 200 KB PDF attachments
   e2e     a paced load with `ingest worker` running: accept → PROCESSED
           (not for the seed design, which enqueues nothing)
-Then the ceiling: InboundService.accept from 100 threads on pre-built spools.
+Then the Postfix phase (benchmarks/postfix_phase.py; when postfix and smtp-source
+are installed): a private Postfix drains a burst over LMTP into a null sink, the
+seed design and ours. Then the ceiling: InboundService.accept from 100 threads on
+pre-built spools.
 
     python -m benchmarks.run                    # about a minute
     python -m benchmarks.run -c 100 -d 20 --large-mb 25 --e2e-rate 50
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +36,7 @@ import psycopg
 import trio
 from psycopg.conninfo import make_conninfo
 
-from benchmarks import report
+from benchmarks import postfix_phase, report
 from benchmarks.loadgen import LoadResult, Workload, run_load
 from benchmarks.messages import parse_mix, templates
 from benchmarks.procs import (
@@ -55,7 +59,7 @@ from ingest_core.bootstrap import open_app
 from ingest_core.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from benchmarks.messages import Template
 
@@ -90,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds of a small phase pipelined as Postfix sends (ours only); 0 skips",
     )
     add("--profile", action="store_true", help="py-spy each server during the small phase")
+    add("--postfix-count", type=int, default=2000, help="messages of the Postfix phase; 0 skips")
+    add("--postfix-sessions", type=int, default=20, help="smtp-source sessions (20); 0 skips")
     return parser
 
 
@@ -269,6 +275,25 @@ class Harness:
                     return [float(r[0]) for r in rows], len(ids) - len(rows)
                 time.sleep(0.2)
 
+    def postfix(self, servers: list[str]) -> dict[str, Any]:
+        """Postfix draining a burst into the null sink, then the seed design and ours
+        (those of ``servers``), each in a new process on its own queue."""
+        reason = postfix_phase.unavailable()
+        if reason is not None:
+            print(f"Postfix phase skipped: {reason}", file=sys.stderr)
+            return {"skipped": reason}
+        starters: dict[str, Callable[[], ServerProcess]] = {
+            "sink": lambda: postfix_phase.start_sink(self.logs, "postfix")
+        }
+        env = self.env_for("postfix")
+        for name in ("seed", "ours"):
+            if name in servers:
+                starters[name] = partial(SERVERS[name], env, self.logs, "postfix")
+        args = self.args
+        return postfix_phase.run_phase(
+            starters, self.logs, args.postfix_count, args.postfix_sessions, RECIPIENT, args.keep
+        )
+
     def ceiling(self) -> dict[str, Any]:
         argv = [
             sys.executable, "-m", "benchmarks.ceiling",
@@ -316,6 +341,9 @@ def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any
                     results[name]["e2e"] = harness.e2e(name)
             finally:
                 worker.stop()
+        if args.postfix_count > 0 and args.postfix_sessions > 0:
+            print("Postfix phase", file=sys.stderr)
+            results["postfix"] = harness.postfix(servers)
         if args.ceiling_count > 0:
             print("storage ceiling", file=sys.stderr)
             results["ceiling"] = harness.ceiling()

@@ -125,11 +125,13 @@ async def test_load_generator_counts_accepted_and_refused(nursery: trio.Nursery)
 
 
 def test_harness_runs_end_to_end(tmp_path: Path) -> None:
-    """All three servers, the worker and the ceiling, a handful of messages each."""
+    """All three servers, the worker, the Postfix phase (when Postfix is installed)
+    and the ceiling, a handful of messages each."""
     argv = [
         sys.executable, "-m", "benchmarks.run", "-c", "3", "-n", "8", "--large-mb", "1",
         "--e2e-rate", "5", "--e2e-duration", "1", "--ceiling-count", "20",
-        "--ceiling-threads", "4", "--results", str(tmp_path),
+        "--ceiling-threads", "4", "--postfix-count", "10", "--postfix-sessions", "2",
+        "--results", str(tmp_path),
     ]  # fmt: skip
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=110, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -154,6 +156,13 @@ def test_harness_runs_end_to_end(tmp_path: Path) -> None:
     assert rate["seed"] > 0
     assert rate["ours/seed"] > 0
     assert results["ceiling"]["accepted"] == 20
+    postfix = results["postfix"]
+    if "skipped" in postfix:
+        assert "Postfix phase skipped" in done.stdout
+    else:  # the tenant exists for the seed design and ours: every message delivered
+        for name in ("sink", "seed", "ours"):
+            assert postfix[name]["delivered"] == 10, name
+        assert "| drained msg/s (first accept → last delivery) |" in done.stdout
 
 
 def test_seed_design_checks_tenants_stores_the_file_and_one_row(

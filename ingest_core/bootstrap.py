@@ -237,6 +237,11 @@ class App:
         """Automated messages by (tenant slug, kind). Raises StoreUnavailable."""
         return pg_health.automated_counts(self.pool, self._probe_timeout_s)
 
+    def stored_bytes(self) -> dict[str, int]:
+        """Bytes stored per tenant slug (raw messages and attachments, as the rows
+        count them). Raises StoreUnavailable."""
+        return pg_health.stored_bytes(self.pool, self._probe_timeout_s)
+
     def export(
         self,
         *,

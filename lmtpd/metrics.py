@@ -80,6 +80,10 @@ class BacklogSource(Protocol):
         """Automated messages by (tenant slug, kind)."""
         ...
 
+    def stored_bytes(self) -> Mapping[str, int]:
+        """Bytes stored per tenant slug (raw messages and attachments)."""
+        ...
+
 
 class ServeMetrics:
     """The serve process's metrics; pass one to the servers (no global registry)."""
@@ -217,6 +221,7 @@ class _Backlog:
     messages: Mapping[tuple[str, str], int] | None
     verdicts: Mapping[tuple[str, str, str], int] | None = None
     automated: Mapping[tuple[str, str], int] | None = None
+    stored: Mapping[str, int] | None = None
 
 
 class _BacklogCollector(Collector):
@@ -256,7 +261,9 @@ class _BacklogCollector(Collector):
             depth = _read(self._source.queue_depth, "queue depth")
             # Published at once: a slow database must not hide the queue's depth.
             last = self._snapshot
-            self._snapshot = _Backlog(depth, last.messages, last.verdicts, last.automated)
+            self._snapshot = _Backlog(
+                depth, last.messages, last.verdicts, last.automated, last.stored
+            )
             messages = _read(self._source.message_counts, "message counts")
             # Same database: once it failed, asking again would only double the wait.
             verdicts = (
@@ -269,7 +276,10 @@ class _BacklogCollector(Collector):
                 if messages is not None
                 else None
             )
-            self._snapshot = _Backlog(depth, messages, verdicts, automated)
+            stored = (
+                _read(self._source.stored_bytes, "stored bytes") if messages is not None else None
+            )
+            self._snapshot = _Backlog(depth, messages, verdicts, automated, stored)
             self._taken_at = time.monotonic()
         finally:
             with self._lock:
@@ -314,6 +324,15 @@ class _BacklogCollector(Collector):
         for (tenant, kind), count in sorted((snapshot.automated or {}).items()):
             automated.add_metric([tenant, kind], count)
         yield automated
+        stored = GaugeMetricFamily(
+            "ingest_stored_bytes",
+            "Bytes stored per tenant (raw messages and attachments as their rows count"
+            " them), read from the database at scrape time.",
+            labels=["tenant"],
+        )
+        for tenant, size in sorted((snapshot.stored or {}).items()):
+            stored.add_metric([tenant], size)
+        yield stored
         ok = GaugeMetricFamily(
             "ingest_backlog_scrape_ok",
             "1 if the last read of a scrape-time source succeeded.",
@@ -323,6 +342,7 @@ class _BacklogCollector(Collector):
         ok.add_metric(["messages"], int(snapshot.messages is not None))
         ok.add_metric(["verdicts"], int(snapshot.verdicts is not None))
         ok.add_metric(["automated"], int(snapshot.automated is not None))
+        ok.add_metric(["stored"], int(snapshot.stored is not None))
         yield ok
 
 

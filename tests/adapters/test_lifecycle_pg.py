@@ -14,6 +14,7 @@ import pytest
 
 from ingest_core.adapters.objects import LocalObjectStore, S3ObjectStore
 from ingest_core.adapters.postgres import PostgresMessageRepository, TenantAdmin
+from ingest_core.adapters.postgres import health as pg_health
 from ingest_core.adapters.postgres.lifecycle import PostgresLifecycle
 from ingest_core.errors import RecordRejected, StoreUnavailable
 from ingest_core.lifecycle import PurgeConfig, PurgeReport, purge, remove_messages
@@ -180,6 +181,17 @@ def test_a_purged_messages_events_and_deliveries_go_with_it(world: World) -> Non
     with world.pool.connection() as conn:
         row = conn.execute("SELECT count(*) FROM event WHERE message_id = %s", (old,)).fetchone()
     assert row == (0,)
+
+
+def test_stored_bytes_per_tenant_count_rows_and_drop_with_a_purge(world: World) -> None:
+    org, other = world.tenant("acme"), world.tenant("other")
+    world.life.set_retention("acme", 1)
+    world.message(org, age_days=5, body=b"12345", attachments=(b"678",))
+    world.message(org, age_days=0, body=b"ab")
+    assert pg_health.stored_bytes(world.pool, 5.0) == {"acme": 10, "other": 0}
+    run(world)
+    assert pg_health.stored_bytes(world.pool, 5.0) == {"acme": 2, "other": 0}
+    assert other
 
 
 def test_without_a_default_nothing_inherits_retention(world: World) -> None:

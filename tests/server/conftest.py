@@ -121,6 +121,7 @@ class FakeProbes:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     verdicts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     automated: dict[tuple[str, str], int] = field(default_factory=dict)
+    stored: dict[str, int] = field(default_factory=dict)
     count_reads: int = 0
 
     def readiness_checks(self) -> dict[str, Callable[[], object]]:
@@ -147,6 +148,9 @@ class FakeProbes:
 
     def automated_counts(self) -> dict[tuple[str, str], int]:
         return dict(self.automated)
+
+    def stored_bytes(self) -> dict[str, int]:
+        return dict(self.stored)
 
 
 @dataclass

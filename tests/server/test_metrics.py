@@ -166,6 +166,14 @@ async def test_sender_verdicts_are_exposed_per_tenant() -> None:
     assert sample(text, "ingest_backlog_scrape_ok", source="verdicts") == 1
 
 
+async def test_stored_bytes_are_exposed_per_tenant() -> None:
+    probes = FakeProbes(stored={"acme": 12345, "other": 0})
+    text = (await ServeMetrics(probes).render(trio.CapacityLimiter(1))).decode()
+    assert sample(text, "ingest_stored_bytes", tenant="acme") == 12345
+    assert sample(text, "ingest_stored_bytes", tenant="other") == 0
+    assert sample(text, "ingest_backlog_scrape_ok", source="stored") == 1
+
+
 async def test_a_failing_backlog_source_is_left_out_and_flagged() -> None:
     class Broken(FakeProbes):
         def message_counts(self) -> dict[tuple[str, str], int]:

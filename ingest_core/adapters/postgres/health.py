@@ -37,6 +37,15 @@ LEFT JOIN (
 ) c ON c.org_id = o.id AND c.automated_kind = k.kind
 """
 
+_STORED_BYTES = """
+SELECT o.slug, coalesce(m.total, 0) + coalesce(a.total, 0)
+FROM organization o
+LEFT JOIN (SELECT org_id, sum(size_bytes) AS total FROM inbound_message GROUP BY org_id) m
+    ON m.org_id = o.id
+LEFT JOIN (SELECT org_id, sum(size_bytes) AS total FROM inbound_attachment GROUP BY org_id) a
+    ON a.org_id = o.id
+"""
+
 # Only what the worker has checked (auth_* set); the per-tenant results of the two
 # checks that decide most policies.
 _VERDICT_COUNTS = """
@@ -80,6 +89,15 @@ def automated_counts(pool: Pool, timeout_s: float) -> dict[tuple[str, str], int]
         _limit_statement(conn, timeout_s)
         rows = conn.execute(_AUTOMATED_COUNTS, ([kind.value for kind in AutomatedKind],)).fetchall()
     return {(slug, kind): int(count) for slug, kind, count in rows}
+
+
+def stored_bytes(pool: Pool, timeout_s: float) -> dict[str, int]:
+    """Bytes per tenant slug: its raw messages and attachments as the rows count
+    them (an object two messages share counts twice). Raises StoreUnavailable."""
+    with database_errors("count stored bytes"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        rows = conn.execute(_STORED_BYTES).fetchall()
+    return {slug: int(size) for slug, size in rows}
 
 
 def _limit_statement(conn: psycopg.Connection[Any], timeout_s: float) -> None:

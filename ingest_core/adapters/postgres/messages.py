@@ -154,28 +154,32 @@ class PostgresMessageRepository:
         self._api_url = api_url.rstrip("/")  # the base of the URLs in event payloads
 
     def _emit(self, conn: psycopg.Connection[Any], message_id: uuid.UUID, kind: EventType) -> None:
-        emit(conn, message_id, kind, self._api_url)
+        emit(conn, [message_id], kind, self._api_url)
 
     def record_received(self, message: NewMessage) -> Recorded:
         with database_errors("record message"), self._pool.connection() as conn:
-            return self._record(conn, message)
+            return self._record(conn, [message])[0]
 
     def record_many(self, messages: Sequence[NewMessage]) -> list[Recorded]:
         """Several messages in one transaction and one commit (group commit)."""
         try:
             with database_errors("record messages"), self._pool.connection() as conn:
-                return [self._record(conn, message) for message in messages]
+                return self._record(conn, messages)
         except StoreUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.DataError | psycopg.errors.IntegrityError):
                 raise RecordRejected(f"record messages: data refused ({exc})") from exc
             raise
 
-    def _record(self, conn: psycopg.Connection[Any], message: NewMessage) -> Recorded:
-        """The row, and for a new one (a conflict-stored row is one) its
-        ``message.received`` event; a duplicate emits nothing."""
-        recorded = self._insert(conn, message)
-        if recorded.kind is not RecordKind.DUPLICATE:
-            self._emit(conn, recorded.id, EventType.RECEIVED)
+    def _record(
+        self, conn: psycopg.Connection[Any], messages: Sequence[NewMessage]
+    ) -> list[Recorded]:
+        """The rows, and for the new ones (a conflict-stored row is new) their
+        ``message.received`` events, in one statement for the batch; a duplicate
+        emits nothing."""
+        recorded = [self._insert(conn, message) for message in messages]
+        new = [r.id for r in recorded if r.kind is not RecordKind.DUPLICATE]
+        if new:
+            emit(conn, new, EventType.RECEIVED, self._api_url)
         return recorded
 
     def _insert(self, conn: psycopg.Connection[Any], message: NewMessage) -> Recorded:

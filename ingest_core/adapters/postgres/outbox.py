@@ -15,6 +15,7 @@ from ingest_core.events import MAX_LISTED_ATTACHMENTS, MAX_TEXT_CHARS
 
 if TYPE_CHECKING:
     import uuid
+    from collections.abc import Sequence
 
     import psycopg
 
@@ -63,7 +64,7 @@ WITH emitted AS (
         FROM (SELECT * FROM inbound_attachment WHERE inbound_message_id = m.id
               ORDER BY part_path COLLATE "C" LIMIT {MAX_LISTED_ATTACHMENTS}) f
     ) a
-    WHERE m.id = %(id)s::uuid
+    WHERE m.id = ANY (%(ids)s::uuid[])
     RETURNING id, org_id, type
 )
 INSERT INTO webhook_delivery (event_id, endpoint_id)
@@ -74,7 +75,11 @@ JOIN webhook_endpoint w ON w.org_id = emitted.org_id AND w.disabled_at IS NULL
 
 
 def emit(
-    conn: psycopg.Connection[Any], message_id: uuid.UUID, event_type: EventType, base_url: str
+    conn: psycopg.Connection[Any],
+    message_ids: Sequence[uuid.UUID],
+    event_type: EventType,
+    base_url: str,
 ) -> None:
-    """Write one ``event_type`` event for the message, in ``conn``'s transaction."""
-    conn.execute(_EMIT, {"type": event_type.value, "id": message_id, "base": base_url})
+    """Write one ``event_type`` event for each of the messages, in ``conn``'s
+    transaction (one statement however many: a batch costs one round trip)."""
+    conn.execute(_EMIT, {"type": event_type.value, "ids": list(message_ids), "base": base_url})

@@ -237,6 +237,14 @@ class App:
         """Automated messages by (tenant slug, kind). Raises StoreUnavailable."""
         return pg_health.automated_counts(self.pool, self._probe_timeout_s)
 
+    def webhook_attempts(self) -> dict[tuple[str, str], int]:
+        """Webhook delivery attempts by (tenant slug, outcome). Raises StoreUnavailable."""
+        return pg_health.webhook_attempts(self.pool, self._probe_timeout_s)
+
+    def webhook_oldest_pending(self) -> dict[str, float]:
+        """Age (s) of each tenant's oldest undelivered delivery. Raises StoreUnavailable."""
+        return pg_health.webhook_oldest_pending(self.pool, self._probe_timeout_s)
+
     def stored_bytes(self) -> dict[str, int]:
         """Bytes stored per tenant slug (raw messages and attachments, as the rows
         count them). Raises StoreUnavailable."""

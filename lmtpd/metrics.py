@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ingest_core import addressing
@@ -82,6 +82,14 @@ class BacklogSource(Protocol):
 
     def stored_bytes(self) -> Mapping[str, int]:
         """Bytes stored per tenant slug (raw messages and attachments)."""
+        ...
+
+    def webhook_attempts(self) -> Mapping[tuple[str, str], int]:
+        """Webhook delivery attempts by (tenant slug, outcome)."""
+        ...
+
+    def webhook_oldest_pending(self) -> Mapping[str, float]:
+        """Age in seconds of each tenant's oldest undelivered delivery."""
         ...
 
 
@@ -222,6 +230,7 @@ class _Backlog:
     verdicts: Mapping[tuple[str, str, str], int] | None = None
     automated: Mapping[tuple[str, str], int] | None = None
     stored: Mapping[str, int] | None = None
+    webhooks: tuple[Mapping[tuple[str, str], int], Mapping[str, float]] | None = None
 
 
 class _BacklogCollector(Collector):
@@ -262,7 +271,7 @@ class _BacklogCollector(Collector):
             # Published at once: a slow database must not hide the queue's depth.
             last = self._snapshot
             self._snapshot = _Backlog(
-                depth, last.messages, last.verdicts, last.automated, last.stored
+                depth, last.messages, last.verdicts, last.automated, last.stored, last.webhooks
             )
             messages = _read(self._source.message_counts, "message counts")
             # Same database: once it failed, asking again would only double the wait.
@@ -279,11 +288,16 @@ class _BacklogCollector(Collector):
             stored = (
                 _read(self._source.stored_bytes, "stored bytes") if messages is not None else None
             )
-            self._snapshot = _Backlog(depth, messages, verdicts, automated, stored)
+            webhooks = _read(self._webhooks, "webhook deliveries") if messages is not None else None
+            self._snapshot = _Backlog(depth, messages, verdicts, automated, stored, webhooks)
             self._taken_at = time.monotonic()
         finally:
             with self._lock:
                 self._running = False
+
+    def _webhooks(self) -> tuple[Mapping[tuple[str, str], int], Mapping[str, float]]:
+        assert self._source is not None
+        return self._source.webhook_attempts(), self._source.webhook_oldest_pending()
 
     def describe(self) -> list[Metric]:
         return list(self._families(_Backlog(None, None)))
@@ -333,6 +347,7 @@ class _BacklogCollector(Collector):
         for tenant, size in sorted((snapshot.stored or {}).items()):
             stored.add_metric([tenant], size)
         yield stored
+        yield from _webhook_families(snapshot.webhooks)
         ok = GaugeMetricFamily(
             "ingest_backlog_scrape_ok",
             "1 if the last read of a scrape-time source succeeded.",
@@ -343,7 +358,31 @@ class _BacklogCollector(Collector):
         ok.add_metric(["verdicts"], int(snapshot.verdicts is not None))
         ok.add_metric(["automated"], int(snapshot.automated is not None))
         ok.add_metric(["stored"], int(snapshot.stored is not None))
+        ok.add_metric(["webhooks"], int(snapshot.webhooks is not None))
         yield ok
+
+
+def _webhook_families(
+    webhooks: tuple[Mapping[tuple[str, str], int], Mapping[str, float]] | None,
+) -> Iterator[Metric]:
+    attempts, oldest = webhooks or ({}, {})
+    deliveries = CounterMetricFamily(
+        "ingest_webhook_deliveries",
+        "Webhook delivery attempts by tenant and outcome (delivered, http_error,"
+        " no_answer), counted from the delivery log at scrape time.",
+        labels=["tenant", "outcome"],
+    )
+    for (tenant, outcome), count in sorted(attempts.items()):
+        deliveries.add_metric([tenant, outcome], count)
+    yield deliveries
+    pending = GaugeMetricFamily(
+        "ingest_webhook_oldest_pending_seconds",
+        "Age of each tenant's oldest undelivered webhook delivery, read at scrape time.",
+        labels=["tenant"],
+    )
+    for tenant, age in sorted(oldest.items()):
+        pending.add_metric([tenant], age)
+    yield pending
 
 
 def _read(read: Callable[[], _T], what: str) -> _T | None:

@@ -122,6 +122,8 @@ class FakeProbes:
     verdicts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     automated: dict[tuple[str, str], int] = field(default_factory=dict)
     stored: dict[str, int] = field(default_factory=dict)
+    webhook_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    webhook_ages: dict[str, float] = field(default_factory=dict)
     count_reads: int = 0
 
     def readiness_checks(self) -> dict[str, Callable[[], object]]:
@@ -151,6 +153,12 @@ class FakeProbes:
 
     def stored_bytes(self) -> dict[str, int]:
         return dict(self.stored)
+
+    def webhook_attempts(self) -> dict[tuple[str, str], int]:
+        return dict(self.webhook_counts)
+
+    def webhook_oldest_pending(self) -> dict[str, float]:
+        return dict(self.webhook_ages)
 
 
 @dataclass

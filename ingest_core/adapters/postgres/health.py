@@ -100,6 +100,46 @@ def stored_bytes(pool: Pool, timeout_s: float) -> dict[str, int]:
     return {slug: int(size) for slug, size in rows}
 
 
+_WEBHOOK_ATTEMPTS = """
+SELECT o.slug,
+       CASE WHEN a.status_code BETWEEN 200 AND 299 THEN 'delivered'
+            WHEN a.status_code IS NULL THEN 'no_answer' ELSE 'http_error' END,
+       count(*)
+FROM webhook_attempt a
+JOIN webhook_delivery d ON d.id = a.delivery_id
+JOIN webhook_endpoint w ON w.id = d.endpoint_id
+JOIN organization o ON o.id = w.org_id
+GROUP BY 1, 2
+"""
+
+_WEBHOOK_OLDEST_PENDING = """
+SELECT o.slug, extract(epoch FROM now() - min(d.created_at))
+FROM webhook_delivery d
+JOIN webhook_endpoint w ON w.id = d.endpoint_id
+JOIN organization o ON o.id = w.org_id
+WHERE d.status = 'PENDING'
+GROUP BY 1
+"""
+
+
+def webhook_attempts(pool: Pool, timeout_s: float) -> dict[tuple[str, str], int]:
+    """Delivery attempts by (tenant slug, outcome: delivered, http_error,
+    no_answer). Raises StoreUnavailable."""
+    with database_errors("count webhook attempts"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        rows = conn.execute(_WEBHOOK_ATTEMPTS).fetchall()
+    return {(slug, outcome): int(count) for slug, outcome, count in rows}
+
+
+def webhook_oldest_pending(pool: Pool, timeout_s: float) -> dict[str, float]:
+    """Per tenant slug, the age in seconds of its oldest undelivered delivery
+    (tenants with none are absent). Raises StoreUnavailable."""
+    with database_errors("age of pending webhooks"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        rows = conn.execute(_WEBHOOK_OLDEST_PENDING).fetchall()
+    return {slug: float(age) for slug, age in rows}
+
+
 def _limit_statement(conn: psycopg.Connection[Any], timeout_s: float) -> None:
     """A statement timeout for the rest of this transaction only."""
     milliseconds = str(max(1, int(timeout_s * 1000)))

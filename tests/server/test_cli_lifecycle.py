@@ -109,7 +109,9 @@ def test_a_hold_blocks_erasure_and_retention_and_says_why(env, capsys, monkeypat
     assert isinstance(ids, list)
     code, out, _ = run(capsys, "holds", "add", "--message", str(ids[0]), "--reason", "case 2026-17")
     assert code == 0
-    assert out.startswith("hold 1 on acme: message")
+    assert out.startswith("hold ")
+    assert " on acme: message " in out
+    message_hold = out.split()[1]
     code, out, _ = run(capsys, "holds", "list")
     assert "case 2026-17" in out
     code, out, _ = run(capsys, "erase", "--org", "acme", "--message", str(ids[0]), "--yes")
@@ -118,13 +120,15 @@ def test_a_hold_blocks_erasure_and_retention_and_says_why(env, capsys, monkeypat
     monkeypatch.setenv("INGEST_RETENTION_DAYS", "10")
     assert run(capsys, "purge")[0] == 0
     assert with_world(lambda w: w.message_ids()) == {ids[0]}
-    assert run(capsys, "holds", "add", "--org", "acme", "--reason", "audit")[0] == 0
+    code, out, _ = run(capsys, "holds", "add", "--org", "acme", "--reason", "audit")
+    assert code == 0
+    tenant_hold = out.split()[1]
     code, _, err = run(capsys, "tenants", "delete", "acme", "--erase", "--yes")
     assert code == 1
     assert "under legal hold: case 2026-17; audit" in err
-    assert run(capsys, "holds", "remove", "1")[0] == 0
-    assert run(capsys, "holds", "remove", "2")[0] == 0
-    assert run(capsys, "holds", "remove", "2")[0] == 1
+    assert run(capsys, "holds", "remove", message_hold)[0] == 0
+    assert run(capsys, "holds", "remove", tenant_hold)[0] == 0
+    assert run(capsys, "holds", "remove", tenant_hold)[0] == 1
     actions = [a[0] for a in audit_actions()]
     assert actions.count("hold.add") == 2
     assert "erase.refused" in actions

@@ -41,6 +41,18 @@ def fetch_rows(database_url: str) -> list[Row]:
     return [Row(*row) for row in rows]
 
 
+def processed_events(database_url: str) -> dict[str, int]:
+    """Per PROCESSED message, how many ``message.processed`` events it has (the
+    outbox: at least one each, exactly one for a message processed once)."""
+    with psycopg.connect(database_url, connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT m.id::text, count(e.id) FROM inbound_message m"
+            " LEFT JOIN event e ON e.message_id = m.id AND e.type = 'message.processed'"
+            " WHERE m.status = 'PROCESSED' GROUP BY m.id"
+        ).fetchall()
+    return {message_id: int(count) for message_id, count in rows}
+
+
 def local_reader(root: Path) -> ObjectReader:
     """Objects of a local object store, read straight from its folder."""
 

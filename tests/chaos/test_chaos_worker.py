@@ -4,7 +4,9 @@ huey has already taken the job off the queue, so nothing but the sweeper can
 bring the message back: once the claim's lease (INGEST_CLAIM_LEASE_S) has run
 out, `ingest sweep` enqueues it again. Sweeping twice enqueues it twice; the
 second job must find nothing to do. The message ends PROCESSED once, with each
-attachment recorded once and stored with its exact bytes.
+attachment recorded once and stored with its exact bytes, and one
+``message.processed`` event that the worker's dispatcher delivers to a live
+endpoint.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from ingest_core.bootstrap import App, open_app
 from ingest_core.extraction import Outcome, extract_message
 from ingest_core.ports import Envelope
 from ingest_core.settings import Settings
 from ingest_core.spool import Spool
-from tests.chaos.audit import ScenarioResult
+from tests.chaos.audit import ScenarioResult, processed_events
 from tests.chaos.load import RECIPIENT
+from tests.events.receiver import Receiver
 from tests.procs import DOMAIN, IngestWorker, ingest_env, run_ingest, wait_for
 
 if TYPE_CHECKING:
@@ -84,7 +88,11 @@ def state(conn: psycopg.Connection, message_id: uuid.UUID) -> tuple[str, int, in
 @pytest.fixture
 def app(data_dir: Path, acme_db: str) -> Iterator[App]:
     settings = Settings(
-        data_dir=data_dir, database_url=acme_db, domains=(DOMAIN,), claim_lease_s=LEASE_S
+        data_dir=data_dir,
+        database_url=acme_db,
+        domains=(DOMAIN,),
+        claim_lease_s=LEASE_S,
+        webhook_allow_private=True,
     )
     with open_app(settings.with_(log_format="console")) as app:
         yield app
@@ -113,8 +121,12 @@ def kill_mid_extraction(
 def test_worker_killed_mid_extraction_ends_processed_once(
     app: App, acme_db: str, data_dir: Path, record_scenario: RecordScenario
 ) -> None:
-    env = ingest_env(data_dir, acme_db, INGEST_CLAIM_LEASE_S=str(LEASE_S))
+    env = ingest_env(
+        data_dir, acme_db, INGEST_CLAIM_LEASE_S=str(LEASE_S), INGEST_WEBHOOK_ALLOW_PRIVATE="true"
+    )
     worker = IngestWorker(env, data_dir / "worker.log")
+    receiver = Receiver()
+    _, secret = app.endpoints().add("acme", receiver.url, ["message.processed"])
     with psycopg.connect(acme_db, autocommit=True) as conn:
         killed = None
         for size in (1_000_000, 2_000_000, 3_000_000):  # larger if the kill came too late
@@ -137,8 +149,10 @@ def test_worker_killed_mid_extraction_ends_processed_once(
                 lambda: not jobs_for(app, message_id) and state(conn, message_id)[0] == "PROCESSED",
                 "the worker to finish the reclaimed message",
             )
+            wait_for(lambda: receiver.requests, "the dispatcher to deliver message.processed")
         finally:
             worker.stop()
+            receiver.close()
         assert state(conn, message_id) == ("PROCESSED", 2, len(expected))
     row = app.repository.get(app.admin.list()[0].id, message_id)
     assert row is not None
@@ -148,6 +162,10 @@ def test_worker_killed_mid_extraction_ends_processed_once(
         with app.store.open(attachment.object_key) as source:
             assert hashlib.sha256(source.read()).hexdigest() == attachment.sha256
     duplicates = len(stored) - len({a.part_path for a in stored})
+    assert processed_events(acme_db) == {str(message_id): 1}
+    [request] = receiver.requests
+    event = Webhook(secret).verify(request.body, request.headers)
+    assert (event["type"], event["data"]["message_id"]) == ("message.processed", str(message_id))
     record_scenario(
         ScenarioResult(
             "worker kill -9 mid-extraction",

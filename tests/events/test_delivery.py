@@ -5,6 +5,7 @@ independent of ours)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -272,3 +273,67 @@ def test_a_url_allowed_when_added_is_checked_again_at_send_time(pg_pool, receive
     strict.run_once()
     assert receiver.requests == []
     assert "endpoints must be public" in world.delivery().last_error
+
+
+def test_two_dispatchers_never_send_one_delivery_at_the_same_time(world, receiver) -> None:
+    import threading
+
+    world.endpoints.add("acme", receiver.url)
+    for n in range(30):
+        world.receive(f"many{n}@example.com")
+    receiver.script.extend(Answer(204, delay_s=0.05) for _ in range(30))
+    other = Dispatcher(world.store, SecretBox("test key"), CONFIG, lookup=no_dns)
+    stop = threading.Event()
+    threads = [threading.Thread(target=d.run, args=(stop,)) for d in (world.dispatcher, other)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if len(world.store.deliveries(status=DeliveryStatus.DELIVERED)) == 30:
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    ids = [request.headers["webhook-id"] for request in receiver.requests]
+    assert len(ids) == 30
+    assert len(set(ids)) == 30
+
+
+def test_a_dispatcher_killed_mid_send_delivers_again_with_the_same_id(world, receiver, pg_url):
+    import subprocess
+    import sys
+
+    world.endpoints.add("acme", receiver.url)
+    world.receive()
+    receiver.script.append(Answer(204, delay_s=30))  # the first request hangs
+    script = (
+        "import sys\n"
+        "from ingest_core.adapters.postgres.common import open_pool\n"
+        "from ingest_core.adapters.postgres.webhooks import PostgresWebhooks\n"
+        "from ingest_core.webhooks import DispatchConfig, Dispatcher, SecretBox\n"
+        "pool = open_pool(sys.argv[1], timeout_s=10)\n"
+        "config = DispatchConfig(allow_private=True, timeout_s=60)\n"
+        "Dispatcher(PostgresWebhooks(pool), SecretBox('test key'), config,"
+        " lookup=lambda h: []).run_once()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, pg_url])
+    try:
+        deadline = time.monotonic() + 20
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.requests, "the child never sent"
+    finally:
+        child.kill()  # SIGKILL, mid-send
+        child.wait(10)
+    assert world.delivery().status is DeliveryStatus.PENDING
+    assert world.dispatcher.run_once() == 0  # its lease still holds
+    with world.pool.connection() as conn:  # the lease runs out
+        conn.execute("UPDATE webhook_delivery SET locked_until = now() - interval '1s'")
+    assert world.dispatcher.run_once() == 1
+    first, second = receiver.requests
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    row = world.delivery()
+    assert (row.status, row.attempts) == (DeliveryStatus.DELIVERED, 2)

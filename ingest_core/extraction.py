@@ -3,8 +3,8 @@
 claim → copy the raw object to a local spool file → classify automated mail
 and check the sender (either may hold the message: QUARANTINED, unless it was
 released once) → parse with limits →
-store each attachment content-addressed, one at a time → record them and mark
-PROCESSED. Errors split in two:
+store each attachment content-addressed, one at a time, and decode the text
+and HTML bodies (:mod:`ingest_core.bodies`) → record them and mark PROCESSED. Errors split in two:
 
 * permanent (a manifest limit, a message broken beyond repair, the raw object
   missing): FAILED at once, retrying cannot help;
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 
 from ingest_core.automated import AutomatedCheck, check_automated
+from ingest_core.bodies import extract_body
 from ingest_core.errors import IngestError, ObjectNotFound, RetryLater, StoreUnavailable
 from ingest_core.mime import ManifestError, iter_attachments, parse_message
 from ingest_core.sender import PASS, PolicyDecision, SenderCheck, check_sender
@@ -44,11 +45,12 @@ if TYPE_CHECKING:
     import uuid
     from collections.abc import Callable, Iterator, Sequence
 
+    from ingest_core.bodies import MessageBody
     from ingest_core.mime import MimeLimits
     from ingest_core.model import Attachment, StoredMessage
     from ingest_core.ports import BlobStore, MessageRepository
 
-PARSER_VERSION = "mime-2"
+PARSER_VERSION = "mime-3"  # mime-3: the text and HTML bodies are stored too
 COPY_CHUNK = 1 << 20
 RETRY_BASE_S = 30.0
 RETRY_CAP_S = 3600.0
@@ -152,8 +154,8 @@ def _run(
             # One release flag for every check: a released message is never held again.
             if decision.hold and row.released_at is None:
                 return _hold(repo, row, decision, config.retries)
-            attachments, defects = _extract(row, workdir, raw, store, config.limits)
-        repo.finish(row.id, attachments, PARSER_VERSION)
+            attachments, body, defects = _extract(row, workdir, raw, store, config.limits)
+        repo.finish(row.id, attachments, PARSER_VERSION, body)
     except (ManifestError, ObjectNotFound) as exc:
         return _fail(repo, row, _describe(exc), final=True)
     except StoreUnavailable as exc:
@@ -181,9 +183,10 @@ def _spooled(
 
 def _extract(
     row: StoredMessage, workdir: Path, raw: Path, store: BlobStore, limits: MimeLimits
-) -> tuple[list[Attachment], tuple[str, ...]]:
+) -> tuple[list[Attachment], MessageBody, tuple[str, ...]]:
     with raw.open("rb") as source:
         parsed = parse_message(source, limits)
+    body = extract_body(parsed.message)
     attachments: list[Attachment] = []
     for extracted in iter_attachments(parsed.message, limits, workdir):
         attachment = extracted.entry.to_attachment(row.org_id)
@@ -191,7 +194,7 @@ def _extract(
             with extracted.open() as stream:
                 store.put_file(attachment.object_key, stream, attachment.size_bytes)
         attachments.append(attachment)
-    return attachments, parsed.defects
+    return attachments, body, parsed.defects
 
 
 def _both(sender: PolicyDecision, automated: PolicyDecision) -> PolicyDecision:

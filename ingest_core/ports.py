@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ingest_core.api.reads import AttachmentRow, MessageQuery, MessageRow
     from ingest_core.api.tokens import TokenRecord
     from ingest_core.automated.policy import AutomatedPolicy
+    from ingest_core.bodies import MessageBody
     from ingest_core.errors import StoreUnavailable
     from ingest_core.model import (
         Attachment,
@@ -225,10 +226,15 @@ class MessageRepository(Protocol):
         ...
 
     def finish(
-        self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
+        self,
+        message_id: uuid.UUID,
+        attachments: Sequence[Attachment],
+        parser_version: str,
+        body: MessageBody | None = None,
     ) -> None:
-        """Make ``attachments`` the message's whole manifest and mark it PROCESSED,
-        all or nothing.
+        """Make ``attachments`` the message's whole manifest (and ``body`` its
+        stored text, replacing an earlier one; None leaves it) and mark it
+        PROCESSED, all or nothing.
 
         Keyed on part_path: a part path recorded before is updated in place (its
         row id kept), parts missing from ``attachments`` are removed, so running
@@ -339,3 +345,7 @@ class TenantReads(Protocol):
     def attachment(
         self, org_id: uuid.UUID, message_id: uuid.UUID, attachment_id: uuid.UUID
     ) -> AttachmentRow | None: ...
+
+    def body(self, org_id: uuid.UUID, message_id: uuid.UUID) -> MessageBody | None:
+        """None until extraction has stored the message's bodies."""
+        ...

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ingest_core.audit import AuditEvent
+    from ingest_core.bodies import MessageBody
     from ingest_core.spool import Spool
 
 
@@ -113,6 +114,7 @@ class MemoryMessageRepository:
     def __init__(self) -> None:
         self.rows: dict[uuid.UUID, StoredMessage] = {}
         self.attachments: dict[uuid.UUID, dict[str, Attachment]] = {}
+        self.bodies: dict[uuid.UUID, MessageBody] = {}
         self.events: list[OutboxEvent] = []  # the outbox, written with each change
         self.failing = False
         self._lock = threading.Lock()
@@ -206,13 +208,20 @@ class MemoryMessageRepository:
             return row
 
     def finish(
-        self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
+        self,
+        message_id: uuid.UUID,
+        attachments: Sequence[Attachment],
+        parser_version: str,
+        body: MessageBody | None = None,
     ) -> None:
-        """The new manifest replaces the old one whole, as on Postgres (where a
-        surviving part path also keeps its row id; attachments here have none)."""
+        """The new manifest (and body) replaces the old one whole, as on Postgres
+        (where a surviving part path also keeps its row id; attachments here have
+        none)."""
         self._check()
         with self._lock:
             self.attachments[message_id] = {a.part_path: a for a in attachments}
+            if body is not None:
+                self.bodies[message_id] = body
             self.rows[message_id] = replace(
                 self.rows[message_id],
                 status=MessageStatus.PROCESSED,

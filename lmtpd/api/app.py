@@ -223,6 +223,28 @@ def build_api(
             "attachments": [attachment_json(mid, a) for a in attachments],
         }
 
+    @app.get(
+        "/v1/messages/{message}/body",
+        summary="The message's text and HTML bodies",
+        responses={409: {"description": "Not extracted yet"}},
+    )
+    async def get_body(org: Tenant, message: str) -> dict[str, Any]:
+        mid = message_id(message)
+        body = await blocking(reads.body, org, mid)
+        if body is None:
+            if await blocking(reads.message, org, mid) is None:
+                raise _Problem(404)
+            raise _Problem(409)  # not extracted yet (or before bodies were kept)
+        return {
+            "id": str(mid),
+            "text": body.text,
+            "html": body.html,
+            "text_from_html": body.text_from_html,
+            "reply": body.reply,
+            "quoted": body.quoted,
+            "truncated": body.truncated,
+        }
+
     async def download(
         request: Request, key: str, sha256: str, size: int, media_type: str, disposition: str
     ) -> Response:

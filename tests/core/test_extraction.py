@@ -89,6 +89,9 @@ def test_received_becomes_processed_with_content_addressed_attachments(repo, sto
         assert attachment.object_key == f"attachments/{org_id}/{digest}"
         assert store.objects[attachment.object_key] == data
     assert list(result.attachments) == stored
+    body = repo.bodies[message_id]  # written by the same finish as the manifest
+    assert body.text == SECRET_BODY
+    assert body.html is None
 
 
 def test_temporary_files_are_removed(repo, store, settings, tmp_path):

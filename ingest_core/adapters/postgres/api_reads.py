@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
+from ingest_core.adapters.postgres.bodies import read_body
 from ingest_core.adapters.postgres.common import database_errors
 from ingest_core.api.reads import AttachmentRow, MessageQuery, MessageRow
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     import uuid
 
     from ingest_core.adapters.postgres.common import Pool
+    from ingest_core.bodies import MessageBody
 
 _MESSAGE = """id, received_at, status, source_message_id, message_id_header, subject,
     from_header, envelope_from, envelope_recipient, sha256, size_bytes, raw_object_key,
@@ -103,6 +105,10 @@ class PostgresTenantReads:
                 (org_id, message_id, attachment_id),
             ).fetchone()
         return _attachment(row) if row is not None else None
+
+    def body(self, org_id: uuid.UUID, message_id: uuid.UUID) -> MessageBody | None:
+        with database_errors("read body"), self._pool.connection() as conn:
+            return read_body(conn, org_id, message_id)
 
 
 def _message(row: dict[str, Any]) -> MessageRow:

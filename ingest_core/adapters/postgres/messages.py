@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ingest_core.adapters.postgres.bodies import write_body
 from ingest_core.adapters.postgres.common import Pool, clean_text, database_errors
 from ingest_core.adapters.postgres.outbox import emit
 from ingest_core.errors import RecordRejected, StoreUnavailable
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     import uuid
     from collections.abc import Sequence
     from datetime import datetime
+
+    from ingest_core.bodies import MessageBody
 
 
 _MESSAGE_COLUMNS = (
@@ -227,10 +230,15 @@ class PostgresMessageRepository:
         return _stored(row) if row is not None else None
 
     def finish(
-        self, message_id: uuid.UUID, attachments: Sequence[Attachment], parser_version: str
+        self,
+        message_id: uuid.UUID,
+        attachments: Sequence[Attachment],
+        parser_version: str,
+        body: MessageBody | None = None,
     ) -> None:
-        """Make ``attachments`` the message's whole manifest and mark it PROCESSED,
-        in one transaction (the pool commits when the block ends).
+        """Make ``attachments`` the message's whole manifest (and ``body`` its
+        ``message_body`` row) and mark it PROCESSED, in one transaction (the pool
+        commits when the block ends).
 
         A re-extraction (``ingest replay``, a newer parser) updates the rows of
         part paths it produces again, keeping their ids, and deletes the rows of
@@ -246,6 +254,8 @@ class PostgresMessageRepository:
                 with conn.cursor() as cursor:
                     cursor.executemany(_UPSERT_ATTACHMENT, rows)
             conn.execute(_DELETE_OTHER_ATTACHMENTS, (message_id, part_paths))
+            if body is not None:
+                write_body(conn, message_id, body, parser_version)
             self._emit(conn, message_id, EventType.PROCESSED)
 
     def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -45,10 +46,31 @@ def memory_of(pid: int) -> Memory:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of every thread of ``pid`` so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time so far of every thread of ``pid`` and of its
+    live descendants (``serve --processes N``'s serving children)."""
+    total = 0.0
+    for member in _tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/<pid>/task/*/children."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                queue.extend(int(child) for child in task.read_text().split())
+            except OSError:
+                continue
+    return found
 
 
 def reset_peak(pid: int) -> bool:
@@ -126,12 +148,16 @@ class ServerProcess(Managed):
             time.sleep(0.1)
 
 
-def start_ours(env: dict[str, str], log_dir: Path, tag: str) -> ServerProcess:
-    """``ingest serve --no-milter``: the deployable server, without milter or worker."""
+def start_ours(
+    env: dict[str, str], log_dir: Path, tag: str, *, processes: int = 1
+) -> ServerProcess:
+    """``ingest serve --no-milter``: the deployable server, without milter or worker
+    (``processes`` > 1: ``--processes N``, its CPU counted over all of them)."""
     port = free_port()
+    name = "ours" if processes == 1 else f"ours{processes}"
     return ServerProcess(
-        "ours",
-        [sys.executable, "-m", "lmtpd.cli", "serve", "--no-milter"],
+        name,
+        [sys.executable, "-m", "lmtpd.cli", "serve", "--no-milter", "--processes", str(processes)],
         {
             # no fixed ports: a busy port is fatal to `ingest serve`, and the bench
             # measures LMTP only (the HTTP endpoint and the API are off)
@@ -140,7 +166,7 @@ def start_ours(env: dict[str, str], log_dir: Path, tag: str) -> ServerProcess:
             **env,
             "INGEST_LMTP_LISTEN": f"127.0.0.1:{port}",
         },
-        log_dir / f"ours-{tag}.log",
+        log_dir / f"{name}-{tag}.log",
         port,
     )
 
@@ -171,7 +197,12 @@ def start_seed(env: dict[str, str], log_dir: Path, tag: str) -> ServerProcess:
     )  # fmt: skip
 
 
-SERVERS = {"ours": start_ours, "baseline": start_baseline, "seed": start_seed}
+SERVERS = {
+    "ours": start_ours,
+    "ours2": partial(start_ours, processes=2),
+    "baseline": start_baseline,
+    "seed": start_seed,
+}
 # Servers that enqueue nothing: the end-to-end phase (accept → PROCESSED) skips them.
 WITHOUT_QUEUE = frozenset({"seed"})
 

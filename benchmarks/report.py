@@ -137,9 +137,32 @@ def markdown(results: Result) -> str:
             f" | {_times(ratio(row.ours, row.baseline))} | {_fmt(row.seed, row.digits)}"
             f" | {_times(ratio(row.ours, row.seed))} | {row.target} | {verdict} |"
         )
+    lines += _processes(results)
     if "postfix" in results:
         lines += ["", postfix_report.markdown(results["postfix"])]
     return "\n".join(lines)
+
+
+def _processes(results: Result) -> list[str]:
+    """Ours in one process against ``--processes 2``, small phase, same run."""
+    one, two = results.get("ours"), results.get("ours2")
+    if not isinstance(one, dict) or not isinstance(two, dict):
+        return []
+    rows = [("accepted msg/s", ("messages_per_s",), 1),
+            ("server CPU per message (ms)", ("server_cpu_ms_per_msg",), 2),
+            ("accept latency p95 (ms)", ("accept_latency", "p95_ms"), 1)]  # fmt: skip
+    lines = ["", "| small phase | 1 process | 2 processes | 2 / 1 |", "|---|---:|---:|---:|"]
+    for label, key, digits in rows:
+        a, b = _small(one, key), _small(two, key)
+        lines.append(f"| {label} | {_fmt(a, digits)} | {_fmt(b, digits)} | {_times(ratio(b, a))} |")
+    return lines
+
+
+def _small(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = result.get("small", {})
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def comparison(results: Result) -> list[dict[str, Any]]:

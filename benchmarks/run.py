@@ -84,7 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--workers", type=int, default=2, help="worker threads of `ingest worker`")
     add("--ceiling-count", type=int, default=3000, help="messages for the ceiling; 0 skips")
     add("--ceiling-threads", type=int, default=100)
-    add("--servers", default="ours,baseline,seed", help="which servers, comma-separated")
+    add(
+        "--servers",
+        default="ours,ours2,baseline,seed",
+        help="which servers, comma-separated (ours2: ours with --processes 2)",
+    )
     add("--results", type=Path, default=RESULTS, help="folder for the JSON and the logs")
     add("--keep", action="store_true", help="keep the data folder (Postgres, objects)")
     add(

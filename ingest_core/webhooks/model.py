@@ -114,8 +114,15 @@ class WebhookStore(Protocol):
         limit: int = 100,
     ) -> list[DeliveryRow]: ...
 
-    def retry(self, *, delivery_id: int | None = None, endpoint_id: str | None = None) -> int:
-        """Due now again (FAILED or PENDING ones); returns how many."""
+    def retry(
+        self,
+        *,
+        delivery_id: int | None = None,
+        endpoint_id: str | None = None,
+        since: datetime | None = None,
+    ) -> int:
+        """Due now again: one delivery, an endpoint's, or those created since a
+        time (FAILED or PENDING ones); returns how many."""
         ...
 
     def event(self, event_id: str) -> tuple[str, str, bytes] | None:

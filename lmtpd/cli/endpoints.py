@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ingest_core.events import EventType
 from ingest_core.webhooks import DeliveryStatus, EndpointError
 from lmtpd.cli.audit import record
+from lmtpd.cli.export import parse_since
 
 if TYPE_CHECKING:
     import argparse
@@ -54,6 +55,7 @@ def add_parser(sub: Any) -> None:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=int, help="delivery id")
     which.add_argument("--endpoint", help="every undelivered delivery of this endpoint")
+    which.add_argument("--since", help="every undelivered one since: 2026-11-01, 24h, 7d")
 
     events = sub.add_parser("events", help="outbox events").add_subparsers(
         dest="events", required=True
@@ -123,11 +125,16 @@ def _endpoints(app: bootstrap.App, args: argparse.Namespace) -> int:
 def _deliveries(app: bootstrap.App, args: argparse.Namespace) -> int:
     store = app.endpoints().store
     if args.deliveries == "retry":
-        count = store.retry(delivery_id=args.id, endpoint_id=args.endpoint)
+        try:
+            since = parse_since(args.since) if args.since else None
+        except ValueError as exc:
+            print(f"error: --since: {exc}", file=sys.stderr)
+            return 2
+        count = store.retry(delivery_id=args.id, endpoint_id=args.endpoint, since=since)
         record(
             app,
             "delivery.retry",
-            scope={"delivery_id": args.id, "endpoint_id": args.endpoint},
+            scope={"delivery_id": args.id, "endpoint_id": args.endpoint, "since": args.since},
             count=count,
         )
         print(f"{count} delivery(ies) due again now")

@@ -243,6 +243,7 @@ def test_the_last_failure_is_final(world: World, receiver: Receiver) -> None:
     assert world.store.retry(delivery_id=row.id) == 1
     assert world.dispatcher.run_once() == 1
     assert world.delivery().status is DeliveryStatus.DELIVERED
+    assert world.store.retry(since=row.created_at) == 0  # delivered ones stay delivered
 
 
 def test_an_endpoint_failing_for_five_days_is_disabled(world, receiver) -> None:

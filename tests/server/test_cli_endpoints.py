@@ -50,6 +50,8 @@ def test_endpoint_administration_and_delivery(env, capsys, monkeypatch) -> None:
             assert app.dispatcher().run_once() == 1
         request = receiver.requests[-1]
         Webhook(secret).verify(request.body, request.headers)
+        assert run(capsys, "deliveries", "retry", "--since", "1h")[0] == 1  # none undelivered
+        assert run(capsys, "deliveries", "retry", "--since", "soon")[0] == 2
         code, out, _ = run(capsys, "events", "show", request.headers["webhook-id"])
         assert json.loads(out)["type"] == "message.received"
 
@@ -67,6 +69,7 @@ def test_endpoint_administration_and_delivery(env, capsys, monkeypatch) -> None:
         assert [a for a in actions if a.startswith(("endpoint.", "delivery."))] == [
             "endpoint.add",
             "delivery.retry",
+            "delivery.retry",  # --since 1h: recorded with count 0
             "endpoint.rotate-secret",
             "endpoint.disable",
             "endpoint.enable",

@@ -17,6 +17,7 @@ from ingest_core.webhooks.model import DeliveryRow, DeliveryStatus, DueDelivery,
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime
 
     from ingest_core.webhooks.model import AttemptResult
 
@@ -234,14 +235,26 @@ class PostgresWebhooks:
             for row in rows
         ]
 
-    def retry(self, *, delivery_id: int | None = None, endpoint_id: str | None = None) -> int:
-        column, value = (
-            ("id", delivery_id) if delivery_id is not None else ("endpoint_id", endpoint_id)
-        )
+    def retry(
+        self,
+        *,
+        delivery_id: int | None = None,
+        endpoint_id: str | None = None,
+        since: datetime | None = None,
+    ) -> int:
+        value: object
+        if delivery_id is not None:
+            where, value = "id = %s", delivery_id
+        elif endpoint_id is not None:
+            where, value = "endpoint_id = %s", endpoint_id
+        elif since is not None:
+            where, value = "created_at >= %s", since
+        else:
+            return 0
         with database_errors("retry deliveries"), self._pool.connection() as conn:
             cursor = conn.execute(
                 "UPDATE webhook_delivery SET status = 'PENDING', next_attempt_at = now(),"
-                f" locked_until = NULL WHERE {column} = %s AND status <> 'DELIVERED'",
+                f" locked_until = NULL WHERE {where} AND status <> 'DELIVERED'",
                 (value,),
             )
             return cursor.rowcount

@@ -9,9 +9,11 @@ adapters are opened by bootstrap on the first task (or by :func:`run_consumer`).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ingest_core.bootstrap import open_worker
+from ingest_core.errors import ConfigError
 from ingest_core.settings import Settings
 
 settings = Settings.from_env()
@@ -30,7 +32,11 @@ def run_consumer(*, workers: int = 2) -> int:
     from ingest_core.logs import configure_logging
 
     configure_logging(settings.log_format)
-    dispatcher = worker.app().dispatcher()  # fail fast on a bad configuration
+    try:
+        dispatcher = worker.app().dispatcher()  # fail fast on a bad configuration
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     dispatching = threading.Thread(
         target=dispatcher.run, args=(stop,), name="webhook-dispatcher", daemon=True

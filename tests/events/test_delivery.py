@@ -338,3 +338,21 @@ def test_a_dispatcher_killed_mid_send_delivers_again_with_the_same_id(world, rec
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     row = world.delivery()
     assert (row.status, row.attempts) == (DeliveryStatus.DELIVERED, 2)
+
+
+def test_production_keeps_secrets_only_sealed(pg_url, data_dir) -> None:
+    from ingest_core.bootstrap import open_app
+    from ingest_core.errors import ConfigError
+    from ingest_core.settings import Settings
+
+    settings = Settings(data_dir=data_dir, database_url=pg_url, env="production")
+    with open_app(settings) as app:
+        TenantAdmin(app.pool).add("acme", "Acme")
+        with pytest.raises(ConfigError, match="INGEST_SECRET_KEY"):
+            app.dispatcher()
+        with pytest.raises(EndpointError, match="INGEST_SECRET_KEY"):
+            app.endpoints().add("acme", "https://hooks.example.com/in")
+    with open_app(settings.with_(secret_key="k", webhook_allow_private=True)) as app:
+        assert app.dispatcher() is not None
+        endpoint, _ = app.endpoints().add("acme", "http://127.0.0.1:9/in")
+        assert endpoint.url.startswith("http://")

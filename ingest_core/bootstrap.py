@@ -245,6 +245,10 @@ class App:
         """Age (s) of each tenant's oldest undelivered delivery. Raises StoreUnavailable."""
         return pg_health.webhook_oldest_pending(self.pool, self._probe_timeout_s)
 
+    def webhook_attempt_latency(self) -> tuple[list[tuple[float, int]], float]:
+        """Attempt durations: cumulative buckets and their sum (s). Raises StoreUnavailable."""
+        return pg_health.webhook_attempt_latency(self.pool, self._probe_timeout_s)
+
     def stored_bytes(self) -> dict[str, int]:
         """Bytes stored per tenant slug (raw messages and attachments, as the rows
         count them). Raises StoreUnavailable."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from ingest_core import addressing
@@ -90,6 +90,11 @@ class BacklogSource(Protocol):
 
     def webhook_oldest_pending(self) -> Mapping[str, float]:
         """Age in seconds of each tenant's oldest undelivered delivery."""
+        ...
+
+    def webhook_attempt_latency(self) -> tuple[Sequence[tuple[float, int]], float]:
+        """Attempt durations: cumulative (upper bound s, count) buckets ending with
+        infinity, and the sum in seconds."""
         ...
 
 
@@ -223,6 +228,16 @@ def _disabled_slug(decision: RecipientDecision) -> str:
     return slug if addressing.SLUG_PATTERN.fullmatch(slug) else ""
 
 
+if TYPE_CHECKING:
+    # Attempts by (tenant, outcome), the oldest pending age per tenant, and the
+    # attempt latency (cumulative buckets, sum).
+    _Webhooks = tuple[
+        Mapping[tuple[str, str], int],
+        Mapping[str, float],
+        tuple[Sequence[tuple[float, int]], float],
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class _Backlog:
     queue_depth: int | None
@@ -230,7 +245,7 @@ class _Backlog:
     verdicts: Mapping[tuple[str, str, str], int] | None = None
     automated: Mapping[tuple[str, str], int] | None = None
     stored: Mapping[str, int] | None = None
-    webhooks: tuple[Mapping[tuple[str, str], int], Mapping[str, float]] | None = None
+    webhooks: _Webhooks | None = None
 
 
 class _BacklogCollector(Collector):
@@ -295,9 +310,14 @@ class _BacklogCollector(Collector):
             with self._lock:
                 self._running = False
 
-    def _webhooks(self) -> tuple[Mapping[tuple[str, str], int], Mapping[str, float]]:
+    def _webhooks(self) -> _Webhooks:
         assert self._source is not None
-        return self._source.webhook_attempts(), self._source.webhook_oldest_pending()
+        source = self._source
+        return (
+            source.webhook_attempts(),
+            source.webhook_oldest_pending(),
+            source.webhook_attempt_latency(),
+        )
 
     def describe(self) -> list[Metric]:
         return list(self._families(_Backlog(None, None)))
@@ -362,10 +382,8 @@ class _BacklogCollector(Collector):
         yield ok
 
 
-def _webhook_families(
-    webhooks: tuple[Mapping[tuple[str, str], int], Mapping[str, float]] | None,
-) -> Iterator[Metric]:
-    attempts, oldest = webhooks or ({}, {})
+def _webhook_families(webhooks: _Webhooks | None) -> Iterator[Metric]:
+    attempts, oldest, (buckets, total_s) = webhooks or ({}, {}, ((), 0.0))
     deliveries = CounterMetricFamily(
         "ingest_webhook_deliveries",
         "Webhook delivery attempts by tenant and outcome (delivered, http_error,"
@@ -383,6 +401,18 @@ def _webhook_families(
     for tenant, age in sorted(oldest.items()):
         pending.add_metric([tenant], age)
     yield pending
+    latency = HistogramMetricFamily(
+        "ingest_webhook_attempt_duration_seconds",
+        "Duration of webhook delivery attempts (connect to response, or the error),"
+        " from the delivery log at scrape time.",
+    )
+    if buckets:
+        latency.add_metric([], [(_bound(le), count) for le, count in buckets], sum_value=total_s)
+    yield latency
+
+
+def _bound(le: float) -> str:
+    return "+Inf" if le == float("inf") else repr(le)
 
 
 def _read(read: Callable[[], _T], what: str) -> _T | None:

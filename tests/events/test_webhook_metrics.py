@@ -40,3 +40,29 @@ def test_the_database_counts_attempts_by_outcome(pg_pool) -> None:
         ("acme", "delivered"): 1,
     }
     assert set(health.webhook_oldest_pending(pg_pool, 5.0)) == {"acme"}
+
+
+async def test_attempt_latency_is_a_histogram() -> None:
+    probes = FakeProbes(
+        webhook_latency=[(0.05, 1), (0.1, 3), (float("inf"), 4)], webhook_latency_sum=12.5
+    )
+    text = (await ServeMetrics(probes).render(trio.CapacityLimiter(1))).decode()
+    name = "ingest_webhook_attempt_duration_seconds"
+    assert sample(text, f"{name}_bucket", le="0.1") == 3
+    assert sample(text, f"{name}_bucket", le="+Inf") == 4
+    assert sample(text, f"{name}_count") == 4
+    assert sample(text, f"{name}_sum") == 12.5
+
+
+def test_the_database_reads_attempt_latency(pg_pool) -> None:
+    world = World(pg_pool)
+    receiver = Receiver()
+    try:
+        world.endpoints.add("acme", receiver.url)
+        world.receive()
+        world.dispatcher.run_once()
+    finally:
+        receiver.close()
+    buckets, total = health.webhook_attempt_latency(pg_pool, 5.0)
+    assert buckets[-1] == (float("inf"), 1)
+    assert total >= 0

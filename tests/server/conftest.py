@@ -124,6 +124,8 @@ class FakeProbes:
     stored: dict[str, int] = field(default_factory=dict)
     webhook_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     webhook_ages: dict[str, float] = field(default_factory=dict)
+    webhook_latency: list[tuple[float, int]] = field(default_factory=list)
+    webhook_latency_sum: float = 0.0
     count_reads: int = 0
 
     def readiness_checks(self) -> dict[str, Callable[[], object]]:
@@ -159,6 +161,9 @@ class FakeProbes:
 
     def webhook_oldest_pending(self) -> dict[str, float]:
         return dict(self.webhook_ages)
+
+    def webhook_attempt_latency(self) -> tuple[list[tuple[float, int]], float]:
+        return list(self.webhook_latency), self.webhook_latency_sum
 
 
 @dataclass

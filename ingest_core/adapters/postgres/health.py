@@ -131,6 +131,26 @@ def webhook_attempts(pool: Pool, timeout_s: float) -> dict[tuple[str, str], int]
     return {(slug, outcome): int(count) for slug, outcome, count in rows}
 
 
+# Upper bounds (s) of the attempt-latency buckets; the last attempt timeout is 15 s.
+WEBHOOK_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+
+
+def webhook_attempt_latency(pool: Pool, timeout_s: float) -> tuple[list[tuple[float, int]], float]:
+    """Attempts as a cumulative histogram, ``[(upper bound s, count), …,
+    (inf, all)]``, and the sum of their durations in seconds. Raises StoreUnavailable."""
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE duration_ms <= {int(b * 1000)})" for b in WEBHOOK_LATENCY_BUCKETS_S
+    )
+    with database_errors("webhook attempt latency"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        row = conn.execute(
+            f"SELECT {counts}, count(*), coalesce(sum(duration_ms), 0) FROM webhook_attempt"
+        ).fetchone()
+    assert row is not None
+    bounds = [*WEBHOOK_LATENCY_BUCKETS_S, float("inf")]
+    return list(zip(bounds, (int(n) for n in row[:-1]), strict=True)), float(row[-1]) / 1000
+
+
 def webhook_oldest_pending(pool: Pool, timeout_s: float) -> dict[str, float]:
     """Per tenant slug, the age in seconds of its oldest undelivered delivery
     (tenants with none are absent). Raises StoreUnavailable."""

@@ -140,3 +140,17 @@ def test_the_payload_is_thin_and_points_at_the_api(pg_pool) -> None:
     assert {"filename", "content_type", "detected_type", "size", "sha256"} <= listed.keys()
     assert data["from"] == "Buyer <buyer@example.net>"
     assert len(data["subject"]) == 300
+
+
+def test_a_failure_text_is_not_sent(pg_pool) -> None:
+    org = TenantAdmin(pg_pool).add("acme", "Acme")
+    repo = PostgresMessageRepository(pg_pool, api_url=API)
+    mid = repo.record_received(message(org.id)).id
+    repo.claim(mid, LONG_LEASE)
+    repo.fail(mid, "psycopg.OperationalError: host db-7.internal", final=True)
+    with pg_pool.connection() as conn:
+        [payload] = conn.execute(
+            "SELECT payload FROM event WHERE message_id = %s AND type = 'message.failed'", (mid,)
+        ).fetchone()
+    assert payload["data"]["status"] == "FAILED"
+    assert "internal" not in json.dumps(payload)

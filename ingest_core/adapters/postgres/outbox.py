@@ -4,7 +4,8 @@
 message's state, so the event and its change commit or roll back together. One
 statement writes the event, its thin payload built from the rows as they stand
 in that transaction, and a delivery for every live endpoint of the tenant that
-subscribes to the type.
+subscribes to the type. The failure text of a FAILED message stays ours (it may
+name internals; the API does not show it either).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ WITH emitted AS (
             'automated', m.automated_kind,
             'quarantine_reason', CASE WHEN m.status = 'QUARANTINED'
                 THEN left(m.quarantine_reason, {MAX_TEXT_CHARS}) END,
-            'error', CASE WHEN m.status = 'FAILED' THEN left(m.last_error, {MAX_TEXT_CHARS}) END,
             'attachment_count', a.count,
             'attachments_truncated', a.count > {MAX_LISTED_ATTACHMENTS},
             'attachments', a.listed))

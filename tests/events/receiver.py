@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import deque
@@ -57,6 +58,10 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.port}/hooks/orders"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def use_tls(self, context: ssl.SSLContext) -> None:
+        """Answer over TLS from now on (the listening socket is wrapped)."""
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
 
     def close(self) -> None:
         self._server.shutdown()

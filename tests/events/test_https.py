@@ -1,0 +1,79 @@
+"""An https endpoint: the request connects to the checked address, while TLS
+verifies the certificate against the URL's host name (which is never looked up
+again)."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+
+import pytest
+
+from ingest_core.webhooks import resolve
+from ingest_core.webhooks.sender import post
+from tests.events.receiver import Receiver
+
+
+def certificate(tmp_path, host: str):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    cert, key = certificate(tmp_path, "hooks.test")
+    receiving = Receiver()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    receiving.use_tls(server_context)
+    yield receiving, ssl.create_default_context(cafile=str(cert))
+    receiving.close()
+
+
+def test_https_goes_to_the_checked_address_and_verifies_the_name(tls_receiver) -> None:
+    receiver, client_context = tls_receiver
+    url = f"https://hooks.test:{receiver.port}/in"
+    target = resolve(url, lookup=lambda host: ["127.0.0.1"], allow_private=True,
+                     require_https=True)  # fmt: skip
+    answer = post(target, {"webhook-id": "evt_x"}, b"{}", timeout_s=5, context=client_context)
+    assert answer.status == 204, answer.error
+    assert receiver.requests[0].headers["host"] == f"hooks.test:{receiver.port}"
+
+
+def test_a_certificate_for_another_name_is_refused(tls_receiver) -> None:
+    receiver, client_context = tls_receiver
+    url = f"https://other.test:{receiver.port}/in"
+    target = resolve(url, lookup=lambda host: ["127.0.0.1"], allow_private=True,
+                     require_https=True)  # fmt: skip
+    answer = post(target, {}, b"{}", timeout_s=5, context=client_context)
+    assert answer.status is None
+    assert answer.error.startswith("TLS")
+    assert receiver.requests == []

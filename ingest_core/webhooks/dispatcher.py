@@ -39,6 +39,7 @@ class DispatchConfig:
     lease_s: float = 60.0  # longer than an attempt can take
     batch: int = 8  # deliveries claimed, and sent in parallel, per round
     idle_s: float = 0.5  # wait between rounds that found nothing due
+    error_wait_s: float = 5.0  # wait after a round that failed
     stale_s: float = STALE_ENDPOINT_S
 
 
@@ -69,7 +70,11 @@ class Dispatcher:
                 sent = self.run_once()
             except StoreUnavailable as exc:
                 log.warning("webhook dispatcher: %s", exc)
-                stop.wait(5.0)
+                stop.wait(self._config.error_wait_s)
+                continue
+            except Exception:  # a bug must not end deliveries for the worker's lifetime
+                log.exception("webhook dispatcher round failed; its leases expire and retry")
+                stop.wait(self._config.error_wait_s)
                 continue
             if not sent:
                 stop.wait(self._config.idle_s)

@@ -356,3 +356,32 @@ def test_production_keeps_secrets_only_sealed(pg_url, data_dir) -> None:
         assert app.dispatcher() is not None
         endpoint, _ = app.endpoints().add("acme", "http://127.0.0.1:9/in")
         assert endpoint.url.startswith("http://")
+
+
+def test_the_loop_survives_a_failing_round(world, receiver, monkeypatch) -> None:
+    import threading
+
+    world.endpoints.add("acme", receiver.url)
+    world.receive()
+    calls = []
+    real = world.store.claim_due
+
+    def flaky(limit, lease_s):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real(limit, lease_s)
+
+    monkeypatch.setattr(world.store, "claim_due", flaky)
+    config = DispatchConfig(allow_private=True, idle_s=0.01, error_wait_s=0.01)
+    dispatcher = Dispatcher(world.store, SecretBox("test key"), config, lookup=no_dns)
+    stop = threading.Event()
+    runner = threading.Thread(target=dispatcher.run, args=(stop,))
+    deadline = time.monotonic() + 10
+    runner.start()
+    while not receiver.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    runner.join(5)
+    assert len(calls) >= 2
+    assert len(receiver.requests) == 1

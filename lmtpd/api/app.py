@@ -276,7 +276,11 @@ def build_api(
             _chunks(reader, length, blocking), status, headers=headers, media_type=media_type
         )
 
-    @app.api_route("/v1/messages/{message}/raw", methods=["GET", "HEAD"], summary="Raw message")
+    raw_path = "/v1/messages/{message}/raw"
+
+    # GET and HEAD registered apart: one route with both gives both one operation id.
+    @app.head(raw_path, summary="Raw message: headers only", operation_id="head_raw")
+    @app.get(raw_path, summary="Raw message", operation_id="get_raw")
     async def get_raw(org: Tenant, message: str, request: Request) -> Response:
         row = await blocking(reads.message, org, message_id(message))
         if row is None:
@@ -286,11 +290,12 @@ def build_api(
             request, row.raw_object_key, row.sha256, row.size_bytes, "message/rfc822", disposition
         )
 
-    @app.api_route(
-        "/v1/messages/{message}/attachments/{attachment}",
-        methods=["GET", "HEAD"],
-        summary="One attachment's bytes",
+    attachment_path = "/v1/messages/{message}/attachments/{attachment}"
+
+    @app.head(
+        attachment_path, summary="One attachment: headers only", operation_id="head_attachment"
     )
+    @app.get(attachment_path, summary="One attachment's bytes", operation_id="get_attachment")
     async def get_attachment(
         org: Tenant, message: str, attachment: str, request: Request
     ) -> Response:

@@ -234,6 +234,8 @@ def test_openapi_documents_every_route() -> None:
     paths = app.openapi()["paths"]
     assert {"/v1/admin/tenants", "/v1/admin/tenants/{slug}/tokens/{name}"} <= set(paths)
     assert set(paths["/v1/admin/tenants/{slug}"]) == {"patch"}
+    operation_ids = [op["operationId"] for item in paths.values() for op in item.values()]
+    assert len(operation_ids) == len(set(operation_ids))
     routes = [r for r in app.routes if isinstance(r, Route) and r.path.startswith("/v1/")]
     assert routes
     for route in routes:

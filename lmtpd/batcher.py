@@ -17,13 +17,15 @@ before the batch is done.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import trio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
 log = logging.getLogger("ingest.lmtp")
 
@@ -63,19 +65,28 @@ class AcceptBatcher(Generic[T, R]):
         self.lanes = lanes
         self._limiter = limiter or trio.CapacityLimiter(lanes)
         self._send, self._receive = trio.open_memory_channel[_Pending[T, R]](max_batch * 64)
+        # Work after a batch (enqueueing its jobs) runs on a thread of its own, so
+        # it never holds a lane that the next batch's replies wait for.
+        self._after_send, self._after_receive = trio.open_memory_channel[Callable[[], None]](
+            math.inf
+        )
+        self._after_limiter = trio.CapacityLimiter(1)
         self.batches = 0
         self.items = 0
         self._running = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve batches until :meth:`close`; returns once every submitted item is done."""
-        async with trio.open_nursery() as nursery:
-            for _ in range(self.lanes):
-                nursery.start_soon(self._lane, self._receive.clone())
-            await self._receive.aclose()
-            self._running = True
-            task_status.started()
-        self._running = False
+        async with trio.open_nursery() as outer:
+            outer.start_soon(self._follow_ups)
+            async with trio.open_nursery() as lanes:
+                for _ in range(self.lanes):
+                    lanes.start_soon(self._lane, self._receive.clone())
+                await self._receive.aclose()
+                self._running = True
+                task_status.started()
+            self._running = False
+            self._after_send.close()
 
     def close(self) -> None:
         """No more items; :meth:`run` returns once the queued ones are done."""
@@ -123,8 +134,29 @@ class AcceptBatcher(Generic[T, R]):
         for pending, result in zip(batch, results, strict=True):
             pending.result = result
             pending.done.set()
-        if then is not None:
-            try:
-                await trio.to_thread.run_sync(then, limiter=self._limiter)
-            except Exception:
-                log.exception("work after a batch failed", extra={"batch": len(batch)})
+        if then is None:
+            return
+        if self._running:
+            self._after_send.send_nowait(then)
+        else:
+            await trio.to_thread.run_sync(_run_all, [then], limiter=self._after_limiter)
+
+    async def _follow_ups(self) -> None:
+        """Everything queued after batches, in one worker-thread call at a time."""
+        async with self._after_receive:
+            async for first in self._after_receive:
+                work = [first]
+                while True:
+                    try:
+                        work.append(self._after_receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await trio.to_thread.run_sync(_run_all, work, limiter=self._after_limiter)
+
+
+def _run_all(work: Sequence[Callable[[], None]]) -> None:
+    for step in work:
+        try:
+            step()
+        except Exception:
+            log.exception("work after a batch failed")

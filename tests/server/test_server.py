@@ -44,6 +44,10 @@ async def test_smtplib_delivery_stores_the_exact_bytes(start_server) -> None:
     [row] = h.repo.rows.values()
     assert str(row.id).encode() in text
     assert h.store.objects[row.raw_object_key] == order()
+    # the job is enqueued after the reply (the row is what keeps the message)
+    with trio.fail_after(10):
+        while not h.queue.jobs:  # noqa: ASYNC110 (a fake with no event to wait on)
+            await trio.sleep(0.01)
     assert h.queue.jobs == [row.id]
 
 

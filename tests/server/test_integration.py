@@ -69,6 +69,15 @@ def pending_jobs(app: App) -> int:
     return int(app.huey.pending_count())
 
 
+async def jobs_once_enqueued(app: App, expected: int) -> int:
+    """The pending jobs, once ``expected`` are there (or after 10 s): the server
+    enqueues after its replies, so a job may trail the 250 by a moment."""
+    with trio.move_on_after(10):
+        while pending_jobs(app) < expected:  # noqa: ASYNC110 (huey has no event to wait on)
+            await trio.sleep(0.01)
+    return pending_jobs(app)
+
+
 async def test_accepted_message_has_row_identical_object_and_job(nursery, app: App) -> None:
     address = await serve(nursery, app)
     rcpt, replies = await trio.to_thread.run_sync(deliver, address, [f"orders+acme@{DOMAIN}"])
@@ -85,7 +94,7 @@ async def test_accepted_message_has_row_identical_object_and_job(nursery, app: A
         raw = stored.read()
     assert raw == MESSAGE
     assert key.endswith(hashlib.sha256(MESSAGE).hexdigest() + ".eml")
-    assert pending_jobs(app) == 1
+    assert await jobs_once_enqueued(app, 1) == 1
 
 
 async def test_redelivery_is_one_row_and_two_tenants_two_rows(nursery, app: App) -> None:
@@ -101,7 +110,7 @@ async def test_redelivery_is_one_row_and_two_tenants_two_rows(nursery, app: App)
     assert again[0][1].split()[1] == first[0][1].split()[1]
     rows = app.operator.list_messages(org_slug=None, status=None, limit=10)
     assert sorted(r["org_slug"] for r in rows) == ["acme", "globex"]
-    assert pending_jobs(app) == 2
+    assert await jobs_once_enqueued(app, 2) == 2
 
 
 async def test_unknown_and_disabled_tenants_are_refused_at_rcpt(nursery, app: App) -> None:

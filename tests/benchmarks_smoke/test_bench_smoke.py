@@ -125,8 +125,9 @@ async def test_load_generator_counts_accepted_and_refused(nursery: trio.Nursery)
 
 
 def test_harness_runs_end_to_end(tmp_path: Path) -> None:
-    """All the servers (ours in one and in two processes), the worker, the Postfix phase (when Postfix is installed)
-    and the ceiling, a handful of messages each."""
+    """All the servers (ours in one and in two processes), the worker, the
+    Postfix phase (when Postfix is installed) and the ceiling, a handful of
+    messages each."""
     argv = [
         sys.executable, "-m", "benchmarks.run", "-c", "3", "-n", "8", "--large-mb", "1",
         "--e2e-rate", "5", "--e2e-duration", "1", "--ceiling-count", "20",

@@ -27,13 +27,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from lmtpd.metrics import backlog_collector
+from lmtpd.backlog import backlog_collector
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
-    from lmtpd.metrics import BacklogSource
+    from lmtpd.backlog import BacklogSource
 
 log = logging.getLogger("ingest.metrics")
 

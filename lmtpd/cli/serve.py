@@ -16,8 +16,9 @@ import trio
 from ingest_core import addressing
 from ingest_core.errors import ConfigError, Unavailable
 from ingest_core.ports import Reason, RecipientDecision
+from lmtpd.backlog import BacklogSource
 from lmtpd.http import HttpServer, Readiness
-from lmtpd.metrics import BacklogSource, ServeMetrics
+from lmtpd.metrics import ServeMetrics
 from lmtpd.server import LmtpServer, ServerConfig
 
 if TYPE_CHECKING:

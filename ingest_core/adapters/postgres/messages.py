@@ -19,10 +19,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from ingest_core.adapters.postgres.bodies import write_body
 from ingest_core.adapters.postgres.common import Pool, clean_text, database_errors
+from ingest_core.adapters.postgres.message_sql import (
+    ATTACHMENT_SELECT,
+    CLAIM,
+    DELETE_OTHER_ATTACHMENTS,
+    FIND_BY_SOURCE,
+    INSERT_MESSAGE,
+    MARK_PROCESSED,
+    MAX_ERROR_CHARS,
+    MESSAGE_SELECT,
+    RECORD_AUTH,
+    RECORD_AUTOMATED,
+    UPSERT_ATTACHMENT,
+    attachment_from_row,
+    attachment_params,
+    auth_params,
+    automated_params,
+    insert_params,
+    stored_message,
+)
 from ingest_core.adapters.postgres.outbox import emit
 from ingest_core.errors import RecordRejected, StoreUnavailable
 from ingest_core.events import EventType
@@ -30,7 +48,6 @@ from ingest_core.model import (
     Attachment,
     AuthVerdict,
     AutomatedVerdict,
-    BounceDetails,
     MessageStatus,
     NewMessage,
     Recorded,
@@ -44,109 +61,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ingest_core.bodies import MessageBody
-
-
-_MESSAGE_COLUMNS = (
-    "id", "org_id", "source_message_id", "sha256", "content_sha256", "size_bytes",
-    "raw_object_key", "envelope_from", "envelope_recipient", "subject", "from_header",
-    "received_at", "status", "attempts", "claimed_at", "last_error", "parser_version",
-    "processed_at", "client_address", "client_helo", "postfix_queue_id",
-    "quarantine_reason", "released_at",
-)  # fmt: skip
-_AUTH_COLUMNS = (
-    "auth_spf", "auth_dkim", "auth_dmarc", "auth_dmarc_policy", "auth_arc",
-    "auth_from_domain", "auth_from_address", "auth_aligned", "auth_temporary", "auth_results",
-)  # fmt: skip
-_MESSAGE_SELECT = ", ".join(_MESSAGE_COLUMNS + _AUTH_COLUMNS)
-
-_RECORD_AUTH = """
-UPDATE inbound_message SET
-    auth_spf = %(spf)s, auth_dkim = %(dkim)s, auth_dmarc = %(dmarc)s,
-    auth_dmarc_policy = %(dmarc_policy)s, auth_arc = %(arc)s,
-    auth_from_domain = %(from_domain)s, auth_from_address = %(from_address)s,
-    auth_aligned = %(aligned)s, auth_temporary = %(temporary)s,
-    auth_results = %(summary)s, auth_checked_at = now()
-WHERE id = %(id)s
-"""
-
-_RECORD_AUTOMATED = """
-UPDATE inbound_message SET
-    automated_kind = %(kind)s, automated_reason = %(reason)s, automated_checked_at = now(),
-    bounce_original_recipient = %(recipient)s, bounce_action = %(action)s,
-    bounce_status = %(status)s, bounce_diagnostic = %(diagnostic)s
-WHERE id = %(id)s
-"""
-
-_INSERT_MESSAGE = """
-INSERT INTO inbound_message (
-    org_id, source, source_message_id, message_id_header, sha256, content_sha256,
-    size_bytes, raw_object_key, envelope_from, envelope_recipient, subject, from_header,
-    received_at, client_address, client_helo, postfix_queue_id
-) VALUES (
-    %(org_id)s, %(source)s, %(source_message_id)s, %(message_id_header)s, %(sha256)s,
-    %(content_sha256)s, %(size_bytes)s, %(raw_object_key)s, %(envelope_from)s,
-    %(envelope_recipient)s, %(subject)s, %(from_header)s, %(received_at)s,
-    %(client_address)s, %(client_helo)s, %(postfix_queue_id)s
-)
-ON CONFLICT (org_id, source, source_message_id) DO NOTHING
-RETURNING id
-"""
-
-_FIND_BY_SOURCE = """
-SELECT id, content_sha256 FROM inbound_message
-WHERE org_id = %s AND source = %s AND source_message_id = %s
-"""
-
-_CLAIM = f"""
-UPDATE inbound_message
-SET status = 'PROCESSING', attempts = attempts + 1, claimed_at = now()
-WHERE id = %s
-  AND (status = 'RECEIVED'
-       OR (status = 'PROCESSING' AND claimed_at < now() - make_interval(secs => %s)))
-RETURNING {_MESSAGE_SELECT}
-"""
-
-# The attachment takes org_id from its message row, so the two cannot disagree.
-# A part path seen before keeps its row (and id); everything else is replaced.
-_UPSERT_ATTACHMENT = """
-INSERT INTO inbound_attachment (
-    inbound_message_id, org_id, part_path, filename, content_type, disposition,
-    size_bytes, sha256, object_key, notes, detected_content_type
-)
-SELECT id, org_id, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM inbound_message WHERE id = %s
-ON CONFLICT (inbound_message_id, part_path) DO UPDATE SET
-    org_id = EXCLUDED.org_id,
-    filename = EXCLUDED.filename,
-    content_type = EXCLUDED.content_type,
-    disposition = EXCLUDED.disposition,
-    size_bytes = EXCLUDED.size_bytes,
-    sha256 = EXCLUDED.sha256,
-    object_key = EXCLUDED.object_key,
-    notes = EXCLUDED.notes,
-    detected_content_type = EXCLUDED.detected_content_type
-"""
-
-_DELETE_OTHER_ATTACHMENTS = """
-DELETE FROM inbound_attachment
-WHERE inbound_message_id = %s AND part_path <> ALL (%s::text[])
-"""
-
-_MARK_PROCESSED = """
-UPDATE inbound_message
-SET status = 'PROCESSED', processed_at = now(), parser_version = %s, last_error = NULL
-WHERE id = %s
-"""
-
-_ATTACHMENT_SELECT = """
-SELECT part_path, content_type, disposition, filename, size_bytes, sha256, object_key, notes,
-       detected_content_type
-FROM inbound_attachment
-WHERE inbound_message_id = %s AND org_id = %s
-ORDER BY part_path COLLATE "C"
-"""
-
-# Bounds what one failure can add to a row; the full error is in the worker's log.
-MAX_ERROR_CHARS = 4000
 
 
 class PostgresMessageRepository:
@@ -186,8 +100,8 @@ class PostgresMessageRepository:
         return recorded
 
     def _insert(self, conn: psycopg.Connection[Any], message: NewMessage) -> Recorded:
-        params = _insert_params(message)
-        inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
+        params = insert_params(message)
+        inserted = conn.execute(INSERT_MESSAGE, params).fetchone()
         if inserted is not None:
             return Recorded(RecordKind.CREATED, inserted[0])
         existing = self._find(conn, params)
@@ -197,7 +111,7 @@ class PostgresMessageRepository:
         params["source_message_id"] = (
             f"{params['source_message_id']}#{params['content_sha256'][:16]}"
         )
-        inserted = conn.execute(_INSERT_MESSAGE, params).fetchone()
+        inserted = conn.execute(INSERT_MESSAGE, params).fetchone()
         if inserted is not None:
             return Recorded(RecordKind.CONFLICT_STORED, inserted[0])
         return Recorded(RecordKind.DUPLICATE, self._find(conn, params)[0])
@@ -207,7 +121,7 @@ class PostgresMessageRepository:
         """The row an insert just conflicted with (rows are never deleted, and
         READ COMMITTED lets this statement see the committed winner)."""
         row: tuple[Any, ...] | None = conn.execute(
-            _FIND_BY_SOURCE,
+            FIND_BY_SOURCE,
             (params["org_id"], params["source"], params["source_message_id"]),
         ).fetchone()
         if row is None:  # pragma: no cover - only if a row was deleted in between
@@ -217,17 +131,17 @@ class PostgresMessageRepository:
     def get(self, org_id: uuid.UUID, message_id: uuid.UUID) -> StoredMessage | None:
         with database_errors("read message"), self._pool.connection() as conn:
             row = conn.execute(
-                f"SELECT {_MESSAGE_SELECT} FROM inbound_message WHERE id = %s AND org_id = %s",
+                f"SELECT {MESSAGE_SELECT} FROM inbound_message WHERE id = %s AND org_id = %s",
                 (message_id, org_id),
             ).fetchone()
-        return _stored(row) if row is not None else None
+        return stored_message(row) if row is not None else None
 
     def claim(self, message_id: uuid.UUID, lease_s: float) -> StoredMessage | None:
         """The conditional UPDATE is the lock: of two concurrent claimers, the
         second re-checks the row after the first commits and matches nothing."""
         with database_errors("claim message"), self._pool.connection() as conn:
-            row = conn.execute(_CLAIM, (message_id, float(lease_s))).fetchone()
-        return _stored(row) if row is not None else None
+            row = conn.execute(CLAIM, (message_id, float(lease_s))).fetchone()
+        return stored_message(row) if row is not None else None
 
     def finish(
         self,
@@ -246,14 +160,14 @@ class PostgresMessageRepository:
         lock makes a concurrent finish of the same message wait for this one to
         commit, so the later manifest wins whole rather than merged.
         """
-        rows = [_attachment_params(message_id, a) for a in attachments]
+        rows = [attachment_params(message_id, a) for a in attachments]
         part_paths = [a.part_path for a in attachments]
         with database_errors("finish message"), self._pool.connection() as conn:
-            conn.execute(_MARK_PROCESSED, (parser_version, message_id))
+            conn.execute(MARK_PROCESSED, (parser_version, message_id))
             if rows:
                 with conn.cursor() as cursor:
-                    cursor.executemany(_UPSERT_ATTACHMENT, rows)
-            conn.execute(_DELETE_OTHER_ATTACHMENTS, (message_id, part_paths))
+                    cursor.executemany(UPSERT_ATTACHMENT, rows)
+            conn.execute(DELETE_OTHER_ATTACHMENTS, (message_id, part_paths))
             if body is not None:
                 write_body(conn, message_id, body, parser_version)
             self._emit(conn, message_id, EventType.PROCESSED)
@@ -271,11 +185,11 @@ class PostgresMessageRepository:
 
     def record_auth(self, message_id: uuid.UUID, verdict: AuthVerdict) -> None:
         with database_errors("record sender authentication"), self._pool.connection() as conn:
-            conn.execute(_RECORD_AUTH, _auth_params(message_id, verdict))
+            conn.execute(RECORD_AUTH, auth_params(message_id, verdict))
 
     def record_automated(self, message_id: uuid.UUID, verdict: AutomatedVerdict) -> None:
         with database_errors("record automated-mail verdict"), self._pool.connection() as conn:
-            conn.execute(_RECORD_AUTOMATED, _automated_params(message_id, verdict))
+            conn.execute(RECORD_AUTOMATED, automated_params(message_id, verdict))
 
     def quarantine(self, message_id: uuid.UUID, reason: str) -> None:
         with database_errors("quarantine message"), self._pool.connection() as conn:
@@ -301,8 +215,8 @@ class PostgresMessageRepository:
 
     def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]:
         with database_errors("list attachments"), self._pool.connection() as conn:
-            rows = conn.execute(_ATTACHMENT_SELECT, (message_id, org_id)).fetchall()
-        return [_attachment(row) for row in rows]
+            rows = conn.execute(ATTACHMENT_SELECT, (message_id, org_id)).fetchall()
+        return [attachment_from_row(row) for row in rows]
 
     def stale(self, received_before: datetime, claimed_before: datetime) -> list[uuid.UUID]:
         with database_errors("find stale messages"), self._pool.connection() as conn:
@@ -338,104 +252,3 @@ class PostgresMessageRepository:
                     (status.value, org_id),
                 ).fetchall()
         return [row[0] for row in rows]
-
-
-def _insert_params(message: NewMessage) -> dict[str, Any]:
-    return {
-        "org_id": message.org_id,
-        "source": message.source,
-        "source_message_id": clean_text(message.source_message_id),
-        "message_id_header": clean_text(message.message_id_header),
-        "sha256": message.sha256,
-        "content_sha256": message.content_sha256,
-        "size_bytes": message.size_bytes,
-        "raw_object_key": message.raw_object_key,
-        "envelope_from": clean_text(message.envelope_from),
-        "envelope_recipient": clean_text(message.envelope_recipient),
-        "subject": clean_text(message.subject),
-        "from_header": clean_text(message.from_header),
-        "received_at": message.received_at,
-        "client_address": clean_text(message.client_address),
-        "client_helo": clean_text(message.client_helo),
-        "postfix_queue_id": clean_text(message.postfix_queue_id),
-    }
-
-
-def _attachment_params(message_id: uuid.UUID, attachment: Attachment) -> tuple[Any, ...]:
-    return (
-        attachment.part_path,
-        clean_text(attachment.filename),
-        clean_text(attachment.content_type),
-        clean_text(attachment.disposition),
-        attachment.size_bytes,
-        attachment.sha256,
-        attachment.object_key,
-        [clean_text(note) for note in attachment.notes],
-        clean_text(attachment.detected_type),
-        message_id,
-    )
-
-
-def _auth_params(message_id: uuid.UUID, verdict: AuthVerdict) -> dict[str, Any]:
-    dkim = [{"domain": d, "selector": s, "result": r} for d, s, r in verdict.dkim]
-    return {
-        "id": message_id,
-        "spf": verdict.spf,
-        "dkim": Jsonb([{k: clean_text(v) for k, v in entry.items()} for entry in dkim]),
-        "dmarc": verdict.dmarc,
-        "dmarc_policy": clean_text(verdict.dmarc_policy),
-        "arc": verdict.arc,
-        "from_domain": clean_text(verdict.from_domain),
-        "from_address": clean_text(verdict.from_address),
-        "aligned": verdict.aligned,
-        "temporary": verdict.temporary,
-        "summary": clean_text(verdict.summary[:MAX_ERROR_CHARS]),
-    }
-
-
-def _automated_params(message_id: uuid.UUID, verdict: AutomatedVerdict) -> dict[str, Any]:
-    bounce = verdict.bounce or BounceDetails()
-    return {
-        "id": message_id,
-        "kind": verdict.kind.value if verdict.kind is not None else None,
-        "reason": clean_text(verdict.reason),
-        "recipient": clean_text(bounce.original_recipient),
-        "action": clean_text(bounce.action),
-        "status": clean_text(bounce.status),
-        "diagnostic": clean_text(bounce.diagnostic),
-    }
-
-
-def _stored(row: tuple[Any, ...]) -> StoredMessage:
-    fields = dict(zip(_MESSAGE_COLUMNS, row[: len(_MESSAGE_COLUMNS)], strict=True))
-    fields["status"] = MessageStatus(fields["status"])
-    auth = dict(zip(_AUTH_COLUMNS, row[len(_MESSAGE_COLUMNS) :], strict=True))
-    if auth["auth_spf"] is not None:
-        fields["auth"] = AuthVerdict(
-            spf=auth["auth_spf"],
-            dkim=tuple((d["domain"], d["selector"], d["result"]) for d in auth["auth_dkim"] or ()),
-            dmarc=auth["auth_dmarc"],
-            dmarc_policy=auth["auth_dmarc_policy"],
-            arc=auth["auth_arc"],
-            from_domain=auth["auth_from_domain"],
-            from_address=auth["auth_from_address"],
-            aligned=bool(auth["auth_aligned"]),
-            temporary=bool(auth["auth_temporary"]),
-            summary=auth["auth_results"] or "",
-        )
-    return StoredMessage(**fields)
-
-
-def _attachment(row: tuple[Any, ...]) -> Attachment:
-    part_path, content_type, disposition, filename, size, sha256, object_key, notes, detected = row
-    return Attachment(
-        part_path=part_path,
-        content_type=content_type,
-        disposition=disposition,
-        filename=filename,
-        size_bytes=size,
-        sha256=sha256,
-        object_key=object_key,
-        notes=tuple(notes),
-        detected_type=detected,
-    )

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ingest_core.adapters import objects
 from ingest_core.adapters.objects import LocalObjectStore, S3ObjectStore, object_store_from_url
+from ingest_core.adapters.objects import local as local_objects
 from ingest_core.errors import ConfigError, StoreUnavailable
 from ingest_core.spool import Spool, SpoolWriter
 
@@ -48,7 +48,7 @@ class SyncRecorder:
 @pytest.fixture
 def syncs(monkeypatch: pytest.MonkeyPatch) -> SyncRecorder:
     recorder = SyncRecorder()
-    monkeypatch.setattr(objects, "_fsync", recorder)
+    monkeypatch.setattr(local_objects, "_fsync", recorder)
     return recorder
 
 
@@ -292,7 +292,7 @@ def test_concurrent_puts_into_one_folder_share_its_sync(
             time.sleep(0.02)
         os.fsync(fd)
 
-    monkeypatch.setattr(objects, "_fsync", slow_fsync)
+    monkeypatch.setattr(local_objects, "_fsync", slow_fsync)
     names = [f"m{n}.eml" for n in range(24)]
     start = threading.Barrier(len(names))
     returned: dict[str, int] = {}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ingest_core.adapters import objects
+from ingest_core.adapters.objects import local as local_objects
 from ingest_core.adapters.postgres.embedded import release_embedded
 from ingest_core.bootstrap import open_app
 from ingest_core.settings import Settings
@@ -82,7 +82,7 @@ async def test_object_and_folders_are_synced_before_the_reply(
     record_scenario: RecordScenario,
 ) -> None:
     log = SyncLog()
-    monkeypatch.setattr(objects, "_fsync", log)
+    monkeypatch.setattr(local_objects, "_fsync", log)
     settings = Settings(data_dir=data_dir, database_url=acme_db, domains=(DOMAIN,))
     with open_app(settings.with_(log_format="console")) as app:
         server = LmtpServer(app.service, server_config(app.settings))

@@ -14,6 +14,7 @@ deadline, all derived from ``Settings.store_timeout_s``:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -90,8 +91,19 @@ class Pool(ConnectionPool[psycopg.Connection[Any]]):
     unreachable-database failures open it, and while it is open calls fail at
     once (``CircuitOpen``)."""
 
-    def __init__(self, conninfo: str, *, breaker: Breaker | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        breaker: Breaker | None = None,
+        patience_s: float | None = None,
+        **options: Any,
+    ) -> None:
         self.breaker = breaker
+        # How long a call may wait for a connection while nothing says the
+        # database is unreachable (the pool busy, or still connecting on a slow
+        # machine); the pool's own ``timeout`` is how often that is asked.
+        self._patience_s = patience_s
         self._probe_args = (conninfo, dict(options.get("kwargs") or {}))
         self._failure: tuple[float, str] | None = None
         self._failure_lock = threading.Lock()
@@ -122,21 +134,37 @@ class Pool(ConnectionPool[psycopg.Connection[Any]]):
         try:
             if self.known_unreachable() is not None:
                 self._probe()
-            try:
-                with super().connection(timeout) as conn:
-                    yield conn
-            except PoolTimeout as exc:
-                cause = self.known_unreachable()
-                if cause is None and self.get_stats().get("pool_size", 0) == 0:
-                    cause = "timeout"  # not one connection: the database does not answer
-                if cause is not None:
-                    raise PoolUnreachable(cause) from exc
-                raise  # every connection busy: the database answers, we are saturated
+            with contextlib.ExitStack() as stack:
+                yield self._acquire(stack, timeout)
         except BaseException as exc:
             self._count(exc)
             raise
         if self.breaker is not None:
             self.breaker.succeeded()
+
+    def _acquire(
+        self, stack: contextlib.ExitStack, timeout: float | None
+    ) -> psycopg.Connection[Any]:
+        """A pooled connection, entered on ``stack``. Waits in steps of the
+        pool's timeout: after each, a recorded connection failure ends the wait
+        with its cause; without one it waits on, up to ``patience_s``."""
+        step = timeout if timeout is not None else self.timeout
+        patience = max(self._patience_s or step, step)
+        started = time.monotonic()
+        while True:
+            try:
+                return stack.enter_context(super().connection(step))
+            except PoolTimeout as exc:
+                cause = self.known_unreachable()
+                if cause is not None:
+                    raise PoolUnreachable(cause) from exc
+                left = patience - (time.monotonic() - started)
+                if left > 0:
+                    step = min(step, left)
+                    continue
+                if self.get_stats().get("pool_size", 0) == 0:
+                    raise PoolUnreachable("timeout") from exc  # not one connection
+                raise  # every connection busy: the database answers, we are saturated
 
     def _probe(self) -> None:
         """One connection attempt of our own; raises PoolUnreachable if it fails."""
@@ -223,6 +251,7 @@ def open_pool(
     pool = Pool(
         conninfo,
         breaker=breaker,
+        patience_s=timeout_s,
         kwargs=connection_options(timeout_s, conninfo),
         min_size=min_size,
         max_size=max_size,

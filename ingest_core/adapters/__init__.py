@@ -1,1 +1,1 @@
-"""Adapters implementing ingest_core.ports. Only bootstrap.py imports them."""
+"""Adapters implementing ingest_core.ports. Only the bootstrap package imports them."""

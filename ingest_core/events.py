@@ -2,7 +2,8 @@
 
 The repository writes an event in the same transaction as each state change it
 reports (``record_many``: received; ``finish``: processed; ``quarantine``;
-``fail`` when final; ``release``), so the core calls no extra port for it. The
+``fail`` when final; ``release``; the lifecycle store's ``delete_messages``:
+deleted), so the core calls no extra port for it. The
 payload is thin: ids, a summary and API URLs; bodies and files are fetched
 through the tenant API.
 """
@@ -29,6 +30,7 @@ class EventType(enum.StrEnum):
     QUARANTINED = "message.quarantined"
     FAILED = "message.failed"
     RELEASED = "message.released"
+    DELETED = "message.deleted"  # retention or erasure removed it; ids and reason only
 
 
 @dataclass(frozen=True, slots=True)

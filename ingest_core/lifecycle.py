@@ -3,9 +3,10 @@
 Order of work, so that a crash at any point leaves no row pointing at a
 missing object:
 
-1. rows go first: one transaction deletes a batch of messages (their
-   attachment rows, events and deliveries go by cascade) and records the
-   object keys they referenced as removal candidates;
+1. rows go first: one transaction deletes a batch of messages, their
+   attachment rows, their events and deliveries, writes a ``message.deleted``
+   event for each (migration 0012; ids and the reason, nothing of the content)
+   and records the object keys they referenced as removal candidates;
 2. per key, under the key's advisory lock, a candidate becomes a removal
    marker only if no row references the key any more (else it is dropped);
    while the marker is young, the database refuses a new row referencing the
@@ -69,10 +70,11 @@ class LifecycleStore(Protocol):
         none held and none being extracted."""
         ...
 
-    def delete_messages(self, ids: Sequence[uuid.UUID]) -> Removed:
+    def delete_messages(self, ids: Sequence[uuid.UUID], reason: str = "retention") -> Removed:
         """Delete those messages that no live hold covers, with their attachment
-        rows (and events), and record their keys as removal candidates, in one
-        transaction."""
+        rows and events, write a ``message.deleted`` event (``reason``: retention
+        or erasure) for each, and record their keys as removal candidates, in
+        one transaction."""
         ...
 
     def mark_for_removal(self, org_id: uuid.UUID, key: str, refuse_s: float) -> bool:
@@ -153,7 +155,9 @@ def erase(
     report = PurgeReport()
     finish_unconfirmed(store, objects, refuse_s, report)
     for start in range(0, len(ids), batch):
-        remove_messages(store, objects, ids[start : start + batch], refuse_s, report)
+        remove_messages(
+            store, objects, ids[start : start + batch], refuse_s, report, reason="erasure"
+        )
     return report
 
 
@@ -163,9 +167,11 @@ def remove_messages(
     ids: Sequence[uuid.UUID],
     refuse_s: float,
     report: PurgeReport,
+    *,
+    reason: str = "retention",
 ) -> None:
     """Rows first, then each object that no row references any more."""
-    removed = store.delete_messages(ids)
+    removed = store.delete_messages(ids, reason)
     report.add(removed)
     for org_id, key in dict.fromkeys(removed.keys):
         remove_object(store, objects, org_id, key, refuse_s, report)

@@ -179,8 +179,79 @@ def test_a_purged_messages_events_and_deliveries_go_with_it(world: World) -> Non
         )
     run(world)
     with world.pool.connection() as conn:
-        row = conn.execute("SELECT count(*) FROM event WHERE message_id = %s", (old,)).fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM event WHERE message_id = %s AND type <> 'message.deleted'",
+            (old,),
+        ).fetchone()
     assert row == (0,)
+
+
+def endpoint(world: World, org: uuid.UUID, types: list[str]) -> str:
+    endpoint_id = "ep_" + uuid.uuid4().hex[:16]
+    with world.pool.connection() as conn:
+        conn.execute(
+            "INSERT INTO webhook_endpoint (id, org_id, url, event_types, secret)"
+            " VALUES (%s, %s, 'https://orders.example/hook', %s, 'sealed')",
+            (endpoint_id, org, types),
+        )
+    return endpoint_id
+
+
+def deleted_events(world: World) -> list[tuple[object, ...]]:
+    with world.pool.connection() as conn:
+        return conn.execute(
+            "SELECT e.message_id, e.payload, array_agg(d.endpoint_id ORDER BY d.endpoint_id)"
+            " FILTER (WHERE d.id IS NOT NULL)"
+            " FROM event e LEFT JOIN webhook_delivery d ON d.event_id = e.id"
+            " WHERE e.type = 'message.deleted' GROUP BY e.id ORDER BY e.created_at"
+        ).fetchall()
+
+
+def test_retention_sends_message_deleted_to_subscribed_endpoints_only(world: World) -> None:
+    org, other = world.tenant("acme"), world.tenant("other")
+    world.life.set_retention("acme", 1)
+    every = endpoint(world, org, [])
+    subscribed = endpoint(world, org, ["message.deleted"])
+    endpoint(world, org, ["message.received"])
+    endpoint(world, other, [])
+    old = world.message(org, age_days=5, body=b"old", batch=True)  # with its received event
+    with world.pool.connection() as conn:
+        received = conn.execute(
+            "SELECT count(*) FROM webhook_delivery d JOIN event e ON e.id = d.event_id"
+            " WHERE e.message_id = %s",
+            (old,),
+        ).fetchone()
+    assert received == (2,)  # its data: to every and to message.received
+
+    run(world)
+
+    ((message_id, payload, endpoints),) = deleted_events(world)
+    assert message_id == old
+    assert endpoints == sorted([every, subscribed])
+    assert payload["type"] == "message.deleted"
+    assert payload["data"] == {"message_id": str(old), "tenant": "acme", "reason": "retention"}
+    with world.pool.connection() as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM event WHERE message_id = %s AND type <> 'message.deleted'",
+            (old,),
+        ).fetchone()
+    assert left == (0,)  # the events carrying its data went, their deliveries by cascade
+
+
+def test_erasure_sends_message_deleted_with_its_reason_and_a_held_message_none(
+    world: World,
+) -> None:
+    org = world.tenant("acme")
+    endpoint(world, org, [])
+    erased = world.message(org, age_days=0, body=b"a")
+    held = world.message(org, age_days=0, body=b"b")
+    world.life.add_hold("acme", held, "litigation", "ops")
+    report = PurgeReport()
+    remove_messages(world.life, world.objects, [erased, held], 60.0, report, reason="erasure")
+    assert world.message_ids() == {held}
+    ((message_id, payload, _),) = deleted_events(world)
+    assert message_id == erased
+    assert payload["data"]["reason"] == "erasure"
 
 
 def test_stored_bytes_per_tenant_count_rows_and_drop_with_a_purge(world: World) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from ingest_core.adapters.postgres.common import Pool, database_errors
+from ingest_core.adapters.postgres.outbox import emit_deleted
 from ingest_core.errors import TenantError
 from ingest_core.lifecycle import Removed, Selection
 
@@ -50,6 +51,17 @@ _DELETE_ATTACHMENTS = f"""
 DELETE FROM inbound_attachment a USING inbound_message m
 WHERE a.inbound_message_id = m.id AND m.id = ANY(%(ids)s) AND {_NOT_HELD}
 RETURNING a.org_id, a.object_key, a.size_bytes
+"""
+
+# The messages a delete will remove (the same hold check), read first so their
+# message.deleted events are written while the rows are still there.
+_DELETABLE = f"""
+SELECT m.id FROM inbound_message m WHERE m.id = ANY(%(ids)s) AND {_NOT_HELD}
+"""
+
+# The removed messages' own events (they carry its data); deliveries go by cascade.
+_DELETE_EVENTS = """
+DELETE FROM event WHERE message_id = ANY(%(ids)s) AND type <> 'message.deleted'
 """
 
 _DELETE_MESSAGES = f"""
@@ -246,10 +258,14 @@ class PostgresLifecycle:
 
     # ---------------------------------------------------------- rows, then objects
 
-    def delete_messages(self, ids: Sequence[uuid.UUID]) -> Removed:
+    def delete_messages(self, ids: Sequence[uuid.UUID], reason: str = "retention") -> Removed:
         with database_errors("message removal"), self._pool.connection() as conn:
             # Holds added while this runs wait for it (and the other way round).
             conn.execute("LOCK TABLE legal_hold IN SHARE MODE")
+            going = [row[0] for row in conn.execute(_DELETABLE, {"ids": list(ids)}).fetchall()]
+            if going:
+                emit_deleted(conn, going, reason)
+                conn.execute(_DELETE_EVENTS, {"ids": going})
             attachments = conn.execute(_DELETE_ATTACHMENTS, {"ids": list(ids)}).fetchall()
             messages = conn.execute(_DELETE_MESSAGES, {"ids": list(ids)}).fetchall()
             candidates = {(org_id, key) for _, org_id, _, key, _ in messages}

@@ -4,8 +4,10 @@
 message's state, so the event and its change commit or roll back together. One
 statement writes the event, its thin payload built from the rows as they stand
 in that transaction, and a delivery for every live endpoint of the tenant that
-subscribes to the type. The failure text of a FAILED message stays ours (it may
-name internals; the API does not show it either).
+subscribes to the type (:func:`emit_deleted`: the same for a message being
+removed, whose payload names it and nothing of its content). The failure text
+of a FAILED message stays ours (it may name internals; the API does not show it
+either).
 """
 
 from __future__ import annotations
@@ -83,3 +85,35 @@ def emit(
     """Write one ``event_type`` event for each of the messages, in ``conn``'s
     transaction (one statement however many: a batch costs one round trip)."""
     conn.execute(_EMIT, {"type": event_type.value, "ids": list(message_ids), "base": base_url})
+
+
+_EMIT_DELETED = """
+WITH emitted AS (
+    INSERT INTO event (org_id, message_id, type, payload)
+    SELECT m.org_id, m.id, 'message.deleted', jsonb_build_object(
+        'type', 'message.deleted',
+        'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'data', jsonb_build_object(
+            'message_id', m.id, 'tenant', o.slug, 'reason', %(reason)s::text))
+    FROM inbound_message m JOIN organization o ON o.id = m.org_id
+    WHERE m.id = ANY (%(ids)s::uuid[])
+    RETURNING id, org_id, type
+)
+INSERT INTO webhook_delivery (event_id, endpoint_id)
+SELECT emitted.id, w.id FROM emitted
+JOIN webhook_endpoint w ON w.org_id = emitted.org_id AND w.disabled_at IS NULL
+    AND (cardinality(w.event_types) = 0 OR emitted.type = ANY (w.event_types))
+"""
+
+DELETE_REASONS = ("retention", "erasure")
+
+
+def emit_deleted(
+    conn: psycopg.Connection[Any], message_ids: Sequence[uuid.UUID], reason: str
+) -> None:
+    """One ``message.deleted`` event (message id, tenant, ``reason``: retention or
+    erasure) for each of the messages, in ``conn``'s transaction, before their
+    rows go: the payload is read from them."""
+    if reason not in DELETE_REASONS:
+        raise ValueError(f"unknown removal reason {reason!r}")
+    conn.execute(_EMIT_DELETED, {"ids": list(message_ids), "reason": reason})

@@ -167,14 +167,11 @@ class Settings:
                 except ValueError as exc:
                     raise ConfigError(f"INGEST_DNS_SERVERS: {exc}") from exc
 
-
     def _validate_api(self) -> None:
         """TLS comes from hypercorn (cert and key) or from a trusted proxy; in
         production a non-loopback API listener needs one of them."""
         if (self.api_tls_cert is None) != (self.api_tls_key is None):
-            raise ConfigError(
-                "INGEST_API_TLS_CERT and INGEST_API_TLS_KEY: set both (or neither)"
-            )
+            raise ConfigError("INGEST_API_TLS_CERT and INGEST_API_TLS_KEY: set both (or neither)")
         if not (self.production and self.api_enabled):
             return
         if self.api_tls_cert is not None or self.api_trusted_proxies:

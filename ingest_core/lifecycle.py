@@ -92,6 +92,10 @@ class LifecycleStore(Protocol):
         """Drop confirmed markers whose refusal window is over."""
         ...
 
+    def record_run(self, messages: int, objects: int, size: int) -> None:
+        """What this purge run removed, for /metrics (replaces the last run's)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PurgeConfig:
@@ -134,6 +138,7 @@ def purge(store: LifecycleStore, objects: BlobStore, config: PurgeConfig) -> Pur
         remove_messages(store, objects, ids, config.refuse_s, report)
         batches += 1
     store.forget_removed()
+    store.record_run(report.messages, report.objects, report.bytes)
     log.info(
         "purge removed %d messages",
         report.messages,

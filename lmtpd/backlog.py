@@ -51,6 +51,10 @@ class BacklogSource(Protocol):
         """Bytes stored per tenant slug (raw messages and attachments)."""
         ...
 
+    def last_purge(self) -> Mapping[str, int]:
+        """What the last purge run removed: messages, objects, bytes."""
+        ...
+
     def webhook_attempts(self) -> Mapping[tuple[str, str], int]:
         """Webhook delivery attempts by (tenant slug, outcome)."""
         ...
@@ -92,6 +96,7 @@ class _Backlog:
     automated: Mapping[tuple[str, str], int] | None = None
     stored: Mapping[str, int] | None = None
     webhooks: _Webhooks | None = None
+    purge: Mapping[str, int] | None = None
 
 
 class _BacklogCollector(Collector):
@@ -150,7 +155,10 @@ class _BacklogCollector(Collector):
                 _read(self._source.stored_bytes, "stored bytes") if messages is not None else None
             )
             webhooks = _read(self._webhooks, "webhook deliveries") if messages is not None else None
-            self._snapshot = _Backlog(depth, messages, verdicts, automated, stored, webhooks)
+            purge = (
+                _read(self._source.last_purge, "last purge run") if messages is not None else None
+            )
+            self._snapshot = _Backlog(depth, messages, verdicts, automated, stored, webhooks, purge)
             self._taken_at = time.monotonic()
         finally:
             with self._lock:
@@ -214,6 +222,15 @@ class _BacklogCollector(Collector):
             stored.add_metric([tenant], size)
         yield stored
         yield from _webhook_families(snapshot.webhooks)
+        purged = GaugeMetricFamily(
+            "ingest_purge_last_run_removed",
+            "What the last purge run removed (messages, objects, bytes), read from the"
+            " database at scrape time.",
+            labels=["what"],
+        )
+        for what, count in sorted((snapshot.purge or {}).items()):
+            purged.add_metric([what], count)
+        yield purged
         ok = GaugeMetricFamily(
             "ingest_backlog_scrape_ok",
             "1 if the last read of a scrape-time source succeeded.",
@@ -225,6 +242,7 @@ class _BacklogCollector(Collector):
         ok.add_metric(["automated"], int(snapshot.automated is not None))
         ok.add_metric(["stored"], int(snapshot.stored is not None))
         ok.add_metric(["webhooks"], int(snapshot.webhooks is not None))
+        ok.add_metric(["purge"], int(snapshot.purge is not None))
         yield ok
 
 

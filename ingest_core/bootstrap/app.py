@@ -239,6 +239,11 @@ class App:
         """Attempt durations: cumulative buckets and their sum (s). Raises StoreUnavailable."""
         return pg_health.webhook_attempt_latency(self.pool, self._probe_timeout_s)
 
+    def last_purge(self) -> dict[str, int]:
+        """What the last purge run removed: messages, objects, bytes (empty before
+        the first). Raises StoreUnavailable."""
+        return pg_health.last_purge(self.pool, self._probe_timeout_s)
+
     def stored_bytes(self) -> dict[str, int]:
         """Bytes stored per tenant slug (raw messages and attachments, as the rows
         count them). Raises StoreUnavailable."""

@@ -254,6 +254,17 @@ def test_erasure_sends_message_deleted_with_its_reason_and_a_held_message_none(
     assert payload["data"]["reason"] == "erasure"
 
 
+def test_a_purge_records_what_its_run_removed_for_metrics(world: World) -> None:
+    assert pg_health.last_purge(world.pool, 5.0) == {}
+    org = world.tenant("acme")
+    world.life.set_retention("acme", 1)
+    world.message(org, age_days=5, body=b"old", attachments=(b"old pdf",))
+    run(world)
+    assert pg_health.last_purge(world.pool, 5.0) == {"messages": 1, "objects": 2, "bytes": 10}
+    run(world)  # the next run replaces it
+    assert pg_health.last_purge(world.pool, 5.0) == {"messages": 0, "objects": 0, "bytes": 0}
+
+
 def test_stored_bytes_per_tenant_count_rows_and_drop_with_a_purge(world: World) -> None:
     org, other = world.tenant("acme"), world.tenant("other")
     world.life.set_retention("acme", 1)

@@ -122,6 +122,7 @@ class FakeProbes:
     verdicts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     automated: dict[tuple[str, str], int] = field(default_factory=dict)
     stored: dict[str, int] = field(default_factory=dict)
+    purged: dict[str, int] = field(default_factory=dict)
     webhook_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     webhook_ages: dict[str, float] = field(default_factory=dict)
     webhook_latency: list[tuple[float, int]] = field(default_factory=list)
@@ -155,6 +156,9 @@ class FakeProbes:
 
     def stored_bytes(self) -> dict[str, int]:
         return dict(self.stored)
+
+    def last_purge(self) -> dict[str, int]:
+        return dict(self.purged)
 
     def webhook_attempts(self) -> dict[tuple[str, str], int]:
         return dict(self.webhook_counts)

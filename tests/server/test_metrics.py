@@ -174,6 +174,15 @@ async def test_stored_bytes_are_exposed_per_tenant() -> None:
     assert sample(text, "ingest_backlog_scrape_ok", source="stored") == 1
 
 
+async def test_the_last_purge_runs_removals_are_exposed() -> None:
+    probes = FakeProbes(purged={"messages": 3, "objects": 4, "bytes": 512})
+    text = (await ServeMetrics(probes).render(trio.CapacityLimiter(1))).decode()
+    assert sample(text, "ingest_purge_last_run_removed", what="messages") == 3
+    assert sample(text, "ingest_purge_last_run_removed", what="objects") == 4
+    assert sample(text, "ingest_purge_last_run_removed", what="bytes") == 512
+    assert sample(text, "ingest_backlog_scrape_ok", source="purge") == 1
+
+
 async def test_a_failing_backlog_source_is_left_out_and_flagged() -> None:
     class Broken(FakeProbes):
         def message_counts(self) -> dict[tuple[str, str], int]:

@@ -91,6 +91,17 @@ def automated_counts(pool: Pool, timeout_s: float) -> dict[tuple[str, str], int]
     return {(slug, kind): int(count) for slug, kind, count in rows}
 
 
+def last_purge(pool: Pool, timeout_s: float) -> dict[str, int]:
+    """What the last purge run removed: messages, objects, bytes (empty before
+    the first run). Raises StoreUnavailable."""
+    with database_errors("read last purge run"), pool.connection(timeout=timeout_s) as conn:
+        _limit_statement(conn, timeout_s)
+        row = conn.execute("SELECT messages, objects, bytes FROM purge_last_run").fetchone()
+    if row is None:
+        return {}
+    return {"messages": int(row[0]), "objects": int(row[1]), "bytes": int(row[2])}
+
+
 def stored_bytes(pool: Pool, timeout_s: float) -> dict[str, int]:
     """Bytes per tenant slug: its raw messages and attachments as the rows count
     them (an object two messages share counts twice). Raises StoreUnavailable."""

@@ -324,6 +324,16 @@ class PostgresLifecycle:
             )
             return cur.rowcount
 
+    def record_run(self, messages: int, objects: int, size: int) -> None:
+        with database_errors("purge run record"), self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO purge_last_run (messages, objects, bytes) VALUES (%s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET finished_at = now(),"
+                " messages = EXCLUDED.messages, objects = EXCLUDED.objects,"
+                " bytes = EXCLUDED.bytes",
+                (messages, objects, size),
+            )
+
 
 def _from_sender(row: tuple[Any, ...], sender: str) -> bool:
     """The envelope sender, or one of the From addresses, is ``sender`` (the SQL

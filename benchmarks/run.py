@@ -12,9 +12,12 @@ Phases per server (each server is its own process; see docs/benchmarks.md):
 Then the Postfix phase (benchmarks/postfix_phase.py; when postfix and smtp-source
 are installed): a private Postfix drains a burst over LMTP into a null sink, the
 seed design and ours. Then the ceiling: InboundService.accept from 100 threads on
-pre-built spools.
+pre-built spools. Then the tenant API (benchmarks/api_phase.py: metadata reads/s,
+attachment MB/s), the events (benchmarks/events_phase.py: accept msg/s with an
+endpoint subscribed, webhook events delivered/s) and the purge
+(benchmarks/purge_phase.py: retention removing N stored messages).
 
-    python -m benchmarks.run                    # about a minute
+    python -m benchmarks.run                    # a few minutes
     python -m benchmarks.run -c 100 -d 20 --large-mb 25 --e2e-rate 50
 """
 
@@ -36,7 +39,7 @@ import psycopg
 import trio
 from psycopg.conninfo import make_conninfo
 
-from benchmarks import postfix_phase, report
+from benchmarks import api_phase, events_phase, postfix_phase, purge_phase, report
 from benchmarks.loadgen import LoadResult, Workload, run_load
 from benchmarks.messages import parse_mix, templates
 from benchmarks.procs import (
@@ -100,6 +103,22 @@ def _parser() -> argparse.ArgumentParser:
     add("--profile", action="store_true", help="py-spy each server during the small phase")
     add("--postfix-count", type=int, default=2000, help="messages of the Postfix phase; 0 skips")
     add("--postfix-sessions", type=int, default=20, help="smtp-source sessions (20); 0 skips")
+    add("--api-count", type=int, default=2000, help="messages the API phase reads; 0 skips")
+    add("--api-duration", type=float, default=4.0, help="seconds per API request kind (4)")
+    add("--api-clients", type=int, default=8, help="API client threads (8)")
+    add("--api-attachment-kb", type=int, default=256, help="attachment size of the API phase")
+    add(
+        "--events-count",
+        type=int,
+        default=1000,
+        help="messages of the events phase, one webhook event each (1000); 0 skips",
+    )
+    add(
+        "--purge-count",
+        type=int,
+        default=20_000,
+        help="stored messages the purge phase removes (20000); 0 skips",
+    )
     return parser
 
 
@@ -119,6 +138,10 @@ def database(folder: Path) -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+def _settings(folder: Path, url: str, queue: str) -> Settings:
+    return Settings(data_dir=folder, database_url=url, queue_url=_queue(folder, queue))
 
 
 def _queue(folder: Path, name: str) -> str:
@@ -351,6 +374,32 @@ def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any
         if args.ceiling_count > 0:
             print("storage ceiling", file=sys.stderr)
             results["ceiling"] = harness.ceiling()
+        if args.api_count > 0 and args.api_duration > 0:
+            print("tenant API phase", file=sys.stderr)
+            results["api"] = api_phase.run_phase(
+                _settings(folder, url, "api"),
+                harness.env_for("api"),
+                logs,
+                count=args.api_count,
+                clients=args.api_clients,
+                duration=args.api_duration,
+                attachment_kb=args.api_attachment_kb,
+            )
+        if args.events_count > 0:
+            print("events phase", file=sys.stderr)
+            results["events"] = events_phase.run_phase(
+                _settings(folder, url, "events"),
+                harness.env_for("events"),
+                logs,
+                count=args.events_count,
+                connections=args.connections,
+                workers=args.workers,
+            )
+        if args.purge_count > 0:
+            print("purge phase", file=sys.stderr)
+            results["purge"] = purge_phase.run_phase(
+                _settings(folder, url, "purge"), args.purge_count
+            )
     return results
 
 
@@ -371,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(folder, ignore_errors=True)
     results["wall_s"] = round(time.monotonic() - started, 1)
     print(report.markdown(results))
+    if "api" in results:
+        print("\n" + api_phase.markdown(results["api"]))
+    if "events" in results:
+        print("\n" + events_phase.markdown(results["events"]))
+    if "purge" in results:
+        print("\n" + purge_phase.markdown(results["purge"]))
     path = report.write_json(results, args.results)
     print(f"\nJSON: {path}\nserver logs: {logs}\nwall time: {results['wall_s']} s")
     return 0

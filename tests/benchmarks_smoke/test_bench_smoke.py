@@ -132,6 +132,7 @@ def test_harness_runs_end_to_end(tmp_path: Path) -> None:
         sys.executable, "-m", "benchmarks.run", "-c", "3", "-n", "8", "--large-mb", "1",
         "--e2e-rate", "5", "--e2e-duration", "1", "--ceiling-count", "20",
         "--ceiling-threads", "4", "--postfix-count", "10", "--postfix-sessions", "2",
+        "--api-count", "0", "--events-count", "0", "--purge-count", "0",
         "--results", str(tmp_path),
     ]  # fmt: skip
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=110, check=False)

@@ -15,7 +15,7 @@ from ingest_core.breaker import Breaker, CircuitOpen
 from ingest_core.errors import ObjectNotFound, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from ingest_core.ports import BlobStore
     from ingest_core.spool import Spool
@@ -42,6 +42,16 @@ class GuardedBlobStore:
 
     def delete(self, key: str) -> None:
         self._call(self.inner.delete, key)
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """The listing's first page is the breaker call; the later pages of a
+        long listing are read outside it."""
+        listing = self.inner.list_keys(prefix)
+        first = self._call(next, listing, None)
+        if first is None:
+            return
+        yield first
+        yield from listing
 
     def ping(self) -> None:
         self._call(self.inner.ping)

@@ -18,6 +18,14 @@ A run that dies anywhere leaves candidates or unconfirmed markers, never a row
 without its object; the next run starts with them (marking again gives a fresh
 refusal window and checks the references again). Every step is idempotent, so
 a run that is killed and rerun converges.
+
+Objects a crash left without a row (an accept that died between its put and its
+insert, extraction between an attachment's put and the manifest) are found by
+:func:`collect_orphans`, part of every purge run: it lists the store, and an
+object last written longer ago than the grace period (``INGEST_PURGE_GRACE_S``)
+that no row references goes through steps 2 and 3 like any other key, so the
+same lock and marker keep it from racing an accept or an extraction that reuses
+it.
 """
 
 from __future__ import annotations
@@ -25,13 +33,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ingest_core.errors import StoreUnavailable
 
 if TYPE_CHECKING:
-    import uuid
     from collections.abc import Sequence
 
     from ingest_core.ports import BlobStore
@@ -92,6 +101,11 @@ class LifecycleStore(Protocol):
         """Drop confirmed markers whose refusal window is over."""
         ...
 
+    def unreferenced(self, keys: Sequence[str]) -> list[str]:
+        """Those of ``keys`` that no row references and no removal has in hand
+        (a hint read without locks: marking checks again under the key's lock)."""
+        ...
+
     def record_run(self, messages: int, objects: int, size: int) -> None:
         """What this purge run removed, for /metrics (replaces the last run's)."""
         ...
@@ -103,6 +117,7 @@ class PurgeConfig:
     batch: int = 500
     refuse_s: float = 900.0
     max_batches: int | None = None  # None: until nothing is left
+    orphan_limit: int = 1000  # objects without rows removed per run at most
 
 
 @dataclass
@@ -113,6 +128,7 @@ class PurgeReport:
     objects: int = 0
     objects_kept: int = 0  # still referenced by another row of the tenant
     objects_failed: int = 0  # the store refused; the next run retries them
+    orphans: int = 0  # objects a crash left without a row, removed
     by_tenant: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add(self, removed: Removed) -> None:
@@ -137,6 +153,7 @@ def purge(store: LifecycleStore, objects: BlobStore, config: PurgeConfig) -> Pur
             break
         remove_messages(store, objects, ids, config.refuse_s, report)
         batches += 1
+    collect_orphans(store, objects, config.refuse_s, config.orphan_limit, report)
     store.forget_removed()
     store.record_run(report.messages, report.objects, report.bytes)
     log.info(
@@ -210,6 +227,70 @@ def finish_unconfirmed(
     references checked again, a fresh refusal window) and deleted."""
     for org_id, key in store.unconfirmed(10_000):
         remove_object(store, objects, org_id, key, refuse_s, report)
+
+
+_ORPHAN_PREFIXES = ("raw/", "attachments/")
+_CHECK_CHUNK = 500
+
+
+def collect_orphans(
+    store: LifecycleStore,
+    objects: BlobStore,
+    grace_s: float,
+    limit: int,
+    report: PurgeReport,
+    *,
+    now: float | None = None,
+) -> None:
+    """Remove up to ``limit`` objects (``raw/<org>/…``, ``attachments/<org>/…``)
+    last written more than ``grace_s`` ago that no row references, each under
+    its key's lock and marker (:func:`remove_object`)."""
+    cutoff = (time.time() if now is None else now) - grace_s
+    removed_before = report.objects
+    stop_at = removed_before + limit
+    for prefix in _ORPHAN_PREFIXES:
+        chunk: list[tuple[uuid.UUID, str]] = []
+        for key, modified in objects.list_keys(prefix):
+            org_id = _org_of(key)
+            if modified > cutoff or org_id is None:
+                continue
+            chunk.append((org_id, key))
+            if len(chunk) >= _CHECK_CHUNK:
+                _remove_orphans(store, objects, chunk, grace_s, report, stop_at)
+                chunk = []
+                if report.objects >= stop_at:
+                    break
+        if chunk and report.objects < stop_at:
+            _remove_orphans(store, objects, chunk, grace_s, report, stop_at)
+    report.orphans += report.objects - removed_before
+    report.objects = removed_before
+
+
+def _remove_orphans(
+    store: LifecycleStore,
+    objects: BlobStore,
+    chunk: list[tuple[uuid.UUID, str]],
+    refuse_s: float,
+    report: PurgeReport,
+    stop_at: int,
+) -> None:
+    org_of = {key: org_id for org_id, key in chunk}
+    for key in store.unreferenced(list(org_of)):
+        if report.objects >= stop_at:
+            return
+        kept = report.objects_kept
+        remove_object(store, objects, org_of[key], key, refuse_s, report)
+        report.objects_kept = kept  # a row that appeared meanwhile: not an orphan
+
+
+def _org_of(key: str) -> uuid.UUID | None:
+    parts = key.split("/")
+    if len(parts) != 3:
+        return None
+    try:
+        return uuid.UUID(parts[1])
+    except ValueError:
+        return None
 
 
 def address_digest(address: str, secret_key: str | None) -> str | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     import uuid
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from contextvars import Context
     from datetime import datetime
 
@@ -193,6 +193,11 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object; a missing one is not an error (idempotent). Raises
         StoreUnavailable."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """The keys under ``prefix`` (e.g. ``raw/``), each with when it was last
+        written (epoch seconds); in no set order. Raises StoreUnavailable."""
         ...
 
     def ping(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ from ingest_core.ports import NOT_CACHED, NotCached
 from ingest_core.sender.policy import SenderRules
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from ingest_core.audit import AuditEvent
     from ingest_core.bodies import MessageBody
@@ -64,6 +65,7 @@ class MemoryTenantDirectory:
 class MemoryBlobStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.modified: dict[str, float] = {}
         self.failing = False
         self._lock = threading.Lock()
 
@@ -87,6 +89,14 @@ class MemoryBlobStore:
         data = source.read()
         with self._lock:
             self.objects[key] = data
+            self.modified[key] = time.time()
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        if self.failing:
+            raise StoreUnavailable("object store unavailable (fake)")
+        with self._lock:
+            listed = [(key, self.modified.get(key, 0.0)) for key in self.objects]
+        return iter([(key, at) for key, at in listed if key.startswith(prefix)])
 
     def open(self, key: str) -> BinaryIO:
         if self.failing:

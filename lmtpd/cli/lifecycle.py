@@ -188,6 +188,7 @@ def _counts(report: lifecycle.PurgeReport) -> dict[str, int]:
         "bytes": report.bytes,
         "objects": report.objects,
         "objects_failed": report.objects_failed,
+        "orphans": report.orphans,
     }
 
 
@@ -199,6 +200,8 @@ def _print_report(verb: str, report: lifecycle.PurgeReport) -> None:
         f" {report.bytes} bytes; {report.objects} object(s) deleted,"
         f" {report.objects_kept} kept (still used)"
     )
+    if report.orphans:
+        print(f"{report.orphans} object(s) left without a row by a crash deleted")
     if report.objects_failed:
         print(
             f"warning: {report.objects_failed} object(s) could not be deleted now;"

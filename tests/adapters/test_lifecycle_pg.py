@@ -17,7 +17,13 @@ from ingest_core.adapters.postgres import PostgresMessageRepository, TenantAdmin
 from ingest_core.adapters.postgres import health as pg_health
 from ingest_core.adapters.postgres.lifecycle import PostgresLifecycle
 from ingest_core.errors import RecordRejected, StoreUnavailable
-from ingest_core.lifecycle import PurgeConfig, PurgeReport, purge, remove_messages
+from ingest_core.lifecycle import (
+    PurgeConfig,
+    PurgeReport,
+    collect_orphans,
+    purge,
+    remove_messages,
+)
 from ingest_core.model import Attachment, NewMessage
 from ingest_core.spool import Spool
 
@@ -469,3 +475,51 @@ def test_tenant_deletion_removes_its_rows_but_not_another_tenants(world: World) 
     world.life.delete_tenant("gone")
     assert [t.slug for t in world.admin.list()] == ["kept"]
     assert len(world.message_ids()) == 1
+
+
+def test_orphans_older_than_the_grace_period_and_unreferenced_are_collected(
+    world: World,
+) -> None:
+    org = world.tenant("acme")
+    kept = world.message(org, age_days=0, body=b"kept", attachments=(b"kept pdf",))
+    orphan_raw = f"raw/{org}/{'ab' * 32}.eml"  # an accept died before its row
+    orphan_att = f"attachments/{org}/{'cd' * 16}"  # extraction died before the manifest
+    other = f"exports/{org}/x"  # not ours to collect
+    for key in (orphan_raw, orphan_att, other):
+        world.objects.put(key, Spool.from_bytes(b"orphan"))
+    report = PurgeReport()
+    collect_orphans(world.life, world.objects, 900.0, 100, report)
+    assert report.orphans == 0  # all younger than the grace period
+    collect_orphans(world.life, world.objects, 900.0, 100, report, now=time.time() + 3600)
+    assert report.orphans == 2
+    assert report.objects == 0  # reported apart from the retention's objects
+    assert not world.objects.exists(orphan_raw)
+    assert not world.objects.exists(orphan_att)
+    assert world.objects.exists(other)
+    assert kept in world.message_ids()
+    world.nothing_dangles()
+
+
+def test_a_collected_orphans_key_refuses_a_row_until_its_window_ends(world: World) -> None:
+    org = world.tenant("acme")
+    key = f"raw/{org}/{'ef' * 32}.eml"
+    world.objects.put(key, Spool.from_bytes(b"orphan"))
+    report = PurgeReport()
+    collect_orphans(world.life, world.objects, 900.0, 100, report, now=time.time() + 3600)
+    assert report.orphans == 1
+    with world.pool.connection() as conn:
+        row = conn.execute(
+            "SELECT refuse_until > now() FROM object_removal WHERE object_key = %s", (key,)
+        ).fetchone()
+    assert row == (True,)  # an accept reusing it now is refused and retried
+
+
+def test_orphan_collection_is_bounded_per_run(world: World) -> None:
+    org = world.tenant("acme")
+    for index in range(3):
+        world.objects.put(f"raw/{org}/{index:064x}.eml", Spool.from_bytes(b"o"))
+    report = PurgeReport()
+    collect_orphans(world.life, world.objects, 0.0, 1, report, now=time.time() + 60)
+    assert report.orphans == 1
+    collect_orphans(world.life, world.objects, 0.0, 5, report, now=time.time() + 60)
+    assert report.orphans == 3  # the next run goes on

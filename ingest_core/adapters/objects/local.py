@@ -23,7 +23,7 @@ from ingest_core.errors import ObjectNotFound, StoreUnavailable
 from ingest_core.group_commit import GroupCommit
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from ingest_core.spool import Spool
 
@@ -182,6 +182,24 @@ class LocalObjectStore:
             raise StoreUnavailable(
                 f"local object store: {type(exc).__name__}", cause=_os_cause(exc)
             ) from exc
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """A walk of the folder under ``prefix``; temp files of writes are left out."""
+        base = self.root / prefix if prefix else self.root
+        for folder, _subfolders, names in os.walk(base):
+            for name in names:
+                if name.startswith(".tmp-"):
+                    continue
+                path = Path(folder) / name
+                try:
+                    modified = path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise StoreUnavailable(
+                        f"local object store: listing {prefix} failed", cause=_os_cause(exc)
+                    ) from exc
+                yield path.relative_to(self.root).as_posix(), modified
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)

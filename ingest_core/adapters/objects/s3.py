@@ -168,6 +168,13 @@ class S3ObjectStore:
         except ObjectNotFound:
             return
 
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """A LIST of the bucket (under the store's prefix), a thousand keys a call."""
+        with _s3_errors("listing", prefix):
+            for batch in obstore.list(self._store, prefix=prefix or None):
+                for meta in batch:
+                    yield str(meta["path"]), meta["last_modified"].timestamp()
+
     def ping(self) -> None:
         """A HEAD of a fixed empty probe object, written on first use: a HEAD alone
         would also answer not-found for a bucket that does not exist."""

@@ -75,6 +75,14 @@ SELECT EXISTS (SELECT 1 FROM inbound_message WHERE raw_object_key = %(key)s)
     OR EXISTS (SELECT 1 FROM inbound_attachment WHERE object_key = %(key)s)
 """
 
+# Listed keys no row references and no removal has in hand (the orphan collector).
+_UNREFERENCED = """
+SELECT k FROM unnest(%(keys)s::text[]) AS k
+WHERE NOT EXISTS (SELECT 1 FROM inbound_message WHERE raw_object_key = k)
+  AND NOT EXISTS (SELECT 1 FROM inbound_attachment WHERE object_key = k)
+  AND NOT EXISTS (SELECT 1 FROM object_removal WHERE object_key = k)
+"""
+
 # A key whose rows are gone, to be checked: no refusal window yet.
 _CANDIDATE = """
 INSERT INTO object_removal (object_key, org_id, refuse_until) VALUES (%s, %s, '-infinity')
@@ -323,6 +331,11 @@ class PostgresLifecycle:
                 "DELETE FROM object_removal WHERE removed_at IS NOT NULL AND refuse_until < now()"
             )
             return cur.rowcount
+
+    def unreferenced(self, keys: Sequence[str]) -> list[str]:
+        with database_errors("object removal"), self._pool.connection() as conn:
+            rows = conn.execute(_UNREFERENCED, {"keys": list(keys)}).fetchall()
+        return [row[0] for row in rows]
 
     def record_run(self, messages: int, objects: int, size: int) -> None:
         with database_errors("purge run record"), self._pool.connection() as conn:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from benchmarks.postfix_phase import MASTER_CF
 from tests.procs import Child, free_port
 
 if TYPE_CHECKING:
@@ -69,31 +70,9 @@ def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 # -- Postfix -----------------------------------------------------------------------------
 
-MASTER_CF = """\
-{smtp_listen} inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n -  0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-tlsmgr    unix  - - n 1000? 1 tlsmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-proxywrite unix - - n - 1 proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-showq     unix  n - n - - showq
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-lmtp      unix  - - n - - lmtp
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
+# A private instance's master.cf: the one the bench's Postfix phase writes, with a
+# plain smtpd line of our own (``{smtpd}``).
+SMTPD_LINE = "{listen} inet n - n - - smtpd"
 
 
 def production_files(domain: str) -> dict[str, str]:
@@ -155,7 +134,8 @@ class Postfix:
         conf.mkdir(parents=True)
         for name, text in production_files(self.domain).items():
             (conf / name).write_text(text)
-        (conf / "master.cf").write_text(MASTER_CF.format(smtp_listen=f"127.0.0.1:{self.smtp_port}"))
+        smtpd = SMTPD_LINE.format(listen=f"127.0.0.1:{self.smtp_port}")
+        (conf / "master.cf").write_text(MASTER_CF.format(smtpd=smtpd))
         settings = [f"{key}={value}" for key, value in self.overrides().items()]
         self._check(["postconf", "-c", str(conf), "-e", *settings])
         (self.root / "spool").mkdir()

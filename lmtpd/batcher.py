@@ -31,6 +31,7 @@ log = logging.getLogger("ingest.lmtp")
 
 T = TypeVar("T")
 R = TypeVar("R")
+V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -108,13 +109,7 @@ class AcceptBatcher(Generic[T, R]):
     async def _lane(self, receive: trio.MemoryReceiveChannel[_Pending[T, R]]) -> None:
         async with receive:
             async for first in receive:
-                batch = [first]
-                while len(batch) < self.max_batch:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await self._execute(batch)
+                await self._execute(_with_waiting(first, receive, self.max_batch))
 
     async def _execute(self, batch: list[_Pending[T, R]]) -> None:
         self.batches += 1
@@ -145,13 +140,19 @@ class AcceptBatcher(Generic[T, R]):
         """Everything queued after batches, in one worker-thread call at a time."""
         async with self._after_receive:
             async for first in self._after_receive:
-                work = [first]
-                while True:
-                    try:
-                        work.append(self._after_receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+                work = _with_waiting(first, self._after_receive, math.inf)
                 await trio.to_thread.run_sync(_run_all, work, limiter=self._after_limiter)
+
+
+def _with_waiting(first: V, receive: trio.MemoryReceiveChannel[V], limit: float) -> list[V]:
+    """``first`` and whatever else is already waiting in ``receive``, up to ``limit``."""
+    items = [first]
+    while len(items) < limit:
+        try:
+            items.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return items
 
 
 def _run_all(work: Sequence[Callable[[], None]]) -> None:

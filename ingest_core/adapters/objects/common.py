@@ -1,14 +1,33 @@
 """What both object stores share: the key check, the chunk size of copies,
-the lock their worker pools are made under, and the cause phrases of OS errors."""
+the worker pools they make on first use, and the cause phrases of OS errors."""
 
 from __future__ import annotations
 
 import errno
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 _COPY_CHUNK = 1 << 20
-_POOL_LOCK = threading.Lock()
+
+
+class LazyExecutor:
+    """A thread pool made on first use (a store that never writes a batch starts
+    no threads); shared by every caller of its store."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._workers = workers
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix=self._name)
+            return self._pool
+
+
 _KEY = re.compile(r"[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*")
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ingest_core.adapters.objects.common import _COPY_CHUNK, _POOL_LOCK, _os_cause, check_key
+from ingest_core.adapters.objects.common import _COPY_CHUNK, LazyExecutor, _os_cause, check_key
 from ingest_core.errors import ObjectNotFound, StoreUnavailable
 from ingest_core.group_commit import GroupCommit
 
@@ -38,7 +37,7 @@ class LocalObjectStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
-        self._pool: ThreadPoolExecutor | None = None
+        self._writers = LazyExecutor(_PARALLEL_WRITES, "object-write")
         # Concurrent puts into one folder share its fsync: a folder sync that starts
         # after a rename makes that rename durable, whoever asked for it.
         self._folder_syncs: GroupCommit[Path, None] = GroupCommit(_fsync_dirs)
@@ -65,7 +64,7 @@ class LocalObjectStore:
         if len(items) <= 1:
             written = [self._put_one(key, spool) for key, spool in items]
         else:
-            written = list(self._writers().map(lambda item: self._put_one(*item), items))
+            written = list(self._writers.get().map(lambda item: self._put_one(*item), items))
         errors = [error for error, _ in written]
         folders = dict.fromkeys(folder for _, synced in written for folder in synced)
         try:
@@ -90,12 +89,6 @@ class LocalObjectStore:
                 cause=_os_cause(exc),
             )
             return error, []
-
-    def _writers(self) -> ThreadPoolExecutor:
-        with _POOL_LOCK:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_PARALLEL_WRITES, thread_name_prefix="object-write")
-            return self._pool
 
     def _write(self, key: str, source: BinaryIO, size: int) -> list[Path]:
         """Write the object durably but for its folder entries; the folders to sync."""

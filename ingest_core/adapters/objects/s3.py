@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -21,7 +20,7 @@ from obstore.exceptions import BaseError as ObstoreError
 from obstore.exceptions import NotFoundError
 from obstore.store import S3Store
 
-from ingest_core.adapters.objects.common import _COPY_CHUNK, _POOL_LOCK, _os_cause, check_key
+from ingest_core.adapters.objects.common import _COPY_CHUNK, LazyExecutor, _os_cause, check_key
 from ingest_core.errors import ConfigError, ObjectNotFound, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ class S3ObjectStore:
             raise ConfigError(f"S3 object store URL must look like s3://bucket/prefix, not {url!r}")
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/") or None
-        self._pool: ThreadPoolExecutor | None = None
+        self._uploads = LazyExecutor(_PARALLEL_PUTS, "s3-put")
         config = {
             "endpoint": endpoint,
             "access_key_id": access_key_id,
@@ -118,13 +117,7 @@ class S3ObjectStore:
         """The puts of a batch in parallel (each is a HEAD and a PUT round trip)."""
         if len(items) <= 1:
             return [_put_or_error(self, key, spool) for key, spool in items]
-        return list(self._uploads().map(lambda item: _put_or_error(self, *item), items))
-
-    def _uploads(self) -> ThreadPoolExecutor:
-        with _POOL_LOCK:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(_PARALLEL_PUTS, thread_name_prefix="s3-put")
-            return self._pool
+        return list(self._uploads.get().map(lambda item: _put_or_error(self, *item), items))
 
     def put_file(self, key: str, source: BinaryIO, size: int) -> None:
         check_key(key)

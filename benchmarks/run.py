@@ -24,8 +24,8 @@ endpoint subscribed, webhook events delivered/s) and the purge
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,9 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
-from psycopg.conninfo import make_conninfo
 
 from benchmarks import api_phase, events_phase, postfix_phase, purge_phase, report
+from benchmarks.environment import (
+    TENANT,
+    child_env,
+    database,
+    loopback_dns,
+    settings_for,
+)
 from benchmarks.loadgen import LoadResult, Workload, run_load
 from benchmarks.messages import parse_mix, templates
 from benchmarks.procs import (
@@ -56,18 +62,13 @@ from benchmarks.procs import (
     start_worker,
 )
 from benchmarks.stats import summarise
-from ingest_core.adapters.postgres.embedded import EmbeddedPostgres
-from ingest_core.adapters.postgres.migrate import migrate
-from ingest_core.bootstrap import open_app
-from ingest_core.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from benchmarks.messages import Template
 
 RESULTS = REPO / "benchmarks" / "results"
-TENANT = "bench"
 RECIPIENT = f"orders+{TENANT}@orders.localhost"
 MiB = 1024.0
 
@@ -122,51 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def database(folder: Path) -> Iterator[str]:
-    """A migrated database on a private embedded Postgres, with the bench tenant."""
-    server = EmbeddedPostgres(folder / "pg")
-    server.start()
-    try:
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        url = make_conninfo(server.url, dbname="bench")
-        migrate(url)
-        settings = Settings(data_dir=folder, database_url=url, queue_url=_queue(folder, "admin"))
-        with open_app(settings) as app:
-            app.admin.add(TENANT, "Benchmark tenant")
-        yield url
-    finally:
-        server.stop()
-
-
-def _settings(folder: Path, url: str, queue: str) -> Settings:
-    return Settings(data_dir=folder, database_url=url, queue_url=_queue(folder, queue))
-
-
-def _queue(folder: Path, name: str) -> str:
-    return f"sqlite:///{folder / f'queue-{name}.db'}"
-
-
 class Harness:
     def __init__(self, args: argparse.Namespace, folder: Path, url: str, logs: Path) -> None:
         self.args = args
         self.folder = folder
         self.logs = logs
-        self.env = {
-            "INGEST_DATA_DIR": str(folder),
-            "INGEST_DATABASE_URL": url,
-            "INGEST_DOMAINS": "orders.localhost",
-            "INGEST_LOG_FORMAT": "json",
-            "INGEST_SHUTDOWN_GRACE_S": "5",
-        }
         self.url = url
         self.mix = parse_mix(args.mix)
         kinds = {"small", *self.mix} | ({"large"} if args.large_mb > 0 else set())
         self.built: dict[str, Template] = templates(args.large_mb or 1, kinds)
 
     def env_for(self, queue: str) -> dict[str, str]:
-        return {**self.env, "INGEST_QUEUE_URL": _queue(self.folder, queue)}
+        return child_env(self.folder, self.url, queue)
 
     def load(self, server: ServerProcess, **options: Any) -> LoadResult:
         options.setdefault("connections", self.args.connections)
@@ -342,8 +310,6 @@ class Harness:
 
 
 def _os_env() -> dict[str, str]:
-    import os
-
     return dict(os.environ)
 
 
@@ -377,7 +343,7 @@ def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any
         if args.api_count > 0 and args.api_duration > 0:
             print("tenant API phase", file=sys.stderr)
             results["api"] = api_phase.run_phase(
-                _settings(folder, url, "api"),
+                settings_for(folder, url, "api"),
                 harness.env_for("api"),
                 logs,
                 count=args.api_count,
@@ -388,7 +354,7 @@ def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any
         if args.events_count > 0:
             print("events phase", file=sys.stderr)
             results["events"] = events_phase.run_phase(
-                _settings(folder, url, "events"),
+                settings_for(folder, url, "events"),
                 harness.env_for("events"),
                 logs,
                 count=args.events_count,
@@ -398,7 +364,7 @@ def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any
         if args.purge_count > 0:
             print("purge phase", file=sys.stderr)
             results["purge"] = purge_phase.run_phase(
-                _settings(folder, url, "purge"), args.purge_count
+                settings_for(folder, url, "purge"), args.purge_count
             )
     return results
 
@@ -411,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        results = execute(args, folder, logs)
+        with loopback_dns():
+            results = execute(args, folder, logs)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1

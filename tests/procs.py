@@ -46,6 +46,9 @@ def wait_for(ready: Callable[[], bool], what: str, limit_s: float = START_LIMIT_
 def ingest_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
     """The environment of an `ingest` child: our variables only, none inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "AWS_"))}
+    # the suite's loopback DNS stub (tests/conftest.py), never the machine's resolver
+    if "INGEST_DNS_SERVERS" in os.environ:
+        env["INGEST_DNS_SERVERS"] = os.environ["INGEST_DNS_SERVERS"]
     env.update(
         INGEST_DATA_DIR=str(data_dir),
         INGEST_DATABASE_URL=database_url,

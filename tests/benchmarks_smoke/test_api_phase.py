@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from benchmarks import api_phase
-from benchmarks.run import _settings, database
+from benchmarks.environment import child_env, database, settings_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -15,16 +15,9 @@ if TYPE_CHECKING:
 
 def test_api_phase_reads_details_pages_and_attachments(tmp_path: Path) -> None:
     with database(tmp_path) as url:
-        env = {
-            "INGEST_DATA_DIR": str(tmp_path),
-            "INGEST_DATABASE_URL": url,
-            "INGEST_DOMAINS": "orders.localhost",
-            "INGEST_LOG_FORMAT": "json",
-            "INGEST_QUEUE_URL": f"sqlite:///{tmp_path / 'queue-api.db'}",
-        }
         result = api_phase.run_phase(
-            _settings(tmp_path, url, "api"),
-            env,
+            settings_for(tmp_path, url, "api"),
+            child_env(tmp_path, url, "api"),
             tmp_path,
             count=120,
             clients=2,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from benchmarks import events_phase
-from benchmarks.run import _settings, database
+from benchmarks.environment import child_env, database, settings_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,17 +26,9 @@ def test_receiver_answers_200_and_counts() -> None:
 
 def test_events_phase_delivers_every_event(tmp_path: Path) -> None:
     with database(tmp_path) as url:
-        env = {
-            "INGEST_DATA_DIR": str(tmp_path),
-            "INGEST_DATABASE_URL": url,
-            "INGEST_DOMAINS": "orders.localhost",
-            "INGEST_LOG_FORMAT": "json",
-            "INGEST_SHUTDOWN_GRACE_S": "5",
-            "INGEST_QUEUE_URL": f"sqlite:///{tmp_path / 'queue-events.db'}",
-        }
         result = events_phase.run_phase(
-            _settings(tmp_path, url, "events"),
-            env,
+            settings_for(tmp_path, url, "events"),
+            child_env(tmp_path, url, "events"),
             tmp_path,
             count=12,
             connections=3,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from benchmarks import purge_phase
-from benchmarks.run import database
+from benchmarks.environment import database
 from ingest_core.settings import Settings
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from ingest_core.ports import Envelope
 from ingest_core.settings import Settings
 from ingest_core.spool import Spool
 from tests.procs import DOMAIN, Child, free_port, ingest_env, run_ingest, wait_for
+from tests.tls import self_signed
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -118,48 +119,9 @@ def test_production_refuses_a_public_api_without_tls(data_dir: Path, pg_url: str
     assert "set both" in result.stderr
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, made here (``cryptography``)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "api-cert.pem", folder / "api-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_production_api_over_tls(data_dir: Path, pg_url: str) -> None:
     port = free_port()
-    cert, key = _self_signed(data_dir)
+    cert, key = self_signed(data_dir, "127.0.0.1", prefix="api-")
     env = _production(
         ingest_env(data_dir, pg_url, INGEST_LMTP_LISTEN=f"127.0.0.1:{free_port()}"),
         data_dir,

@@ -60,16 +60,22 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, from /proc/<pid>/task/*/children."""
-    found, queue = [], [pid]
+    return [pid, *descendants(pid)]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, from /proc/<pid>/task/*/children."""
+    found: list[int] = []
+    queue = [pid]
     while queue:
         current = queue.pop()
-        found.append(current)
         for task in Path(f"/proc/{current}/task").glob("*/children"):
             try:
-                queue.extend(int(child) for child in task.read_text().split())
+                children = [int(child) for child in task.read_text().split()]
             except OSError:
                 continue
+            found += children
+            queue += children
     return found
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from benchmarks.postfix_phase import MASTER_CF
+from benchmarks.postfix_instance import MASTER_CF
 from tests.procs import Child, free_port
 
 if TYPE_CHECKING:

@@ -48,15 +48,22 @@ def memory_of(pid: int) -> Memory:
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time so far of every thread of ``pid`` and of its
     live descendants (``serve --processes N``'s serving children)."""
-    total = 0.0
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds so far of ``pid``'s threads and its live descendants."""
+    user = system = 0
     for member in _tree(pid):
         try:
             with open(f"/proc/{member}/stat") as stat:
                 fields = stat.read().rpartition(")")[2].split()
         except FileNotFoundError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        user += int(fields[11])
+        system += int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
 
 
 def _tree(pid: int) -> list[int]:

@@ -67,17 +67,32 @@ def rows(results: Result) -> list[Row]:
     def twice_baseline(value: float) -> bool:
         return base_rate is not None and value >= 2 * base_rate
 
+    def beats_seed(value: float) -> bool:
+        return seed_rate is not None and value >= 1.5 * seed_rate
+
     def near_ceiling(value: float) -> bool:
         return ceiling is not None and value >= 0.8 * ceiling
 
     table = [
         Row(f"small: accepted msg/s ({conns} conns)", ours_rate, base_rate, seed_rate,
             "≥ 2 x baseline", twice_baseline),
+        Row(f"small: accepted msg/s against the seed design ({conns} conns)", ours_rate,
+            base_rate, seed_rate, "≥ 1.5 x seed", beats_seed),
         Row(f"small: share of storage ceiling ({ceiling or '-'} msg/s)",
             _share(ours_rate, ceiling), _share(base_rate, ceiling), _share(seed_rate, ceiling),
             "≥ 80 %", lambda v: v >= 80),
         Row("small: server CPU per message (ms)", *each("small", "server_cpu_ms_per_msg"),
+            "≤ 1.0 ms", lambda v: v <= 1.0, digits=2),
+        Row("small: … of it system time (ms)", *each("small", "cpu_budget", "server_system_ms"),
             digits=2),
+        Row("small: Postgres CPU per message (ms)", *each("small", "cpu_budget", "postgres_ms"),
+            digits=2),
+        Row("small: load generator CPU per message (ms)",
+            *each("small", "cpu_budget", "load_generator_ms"), digits=2),
+        Row("small: machine CPU per message, all cores (ms)",
+            *each("small", "cpu_budget", "machine_ms"), digits=2),
+        Row("small: machine busy (% of all cores)",
+            *each("small", "cpu_budget", "machine_busy_pct")),
         Row("small: accept latency p50 (ms)", *each("small", "accept_latency", "p50_ms")),
         Row("small: accept latency p95 (ms)", *each("small", "accept_latency", "p95_ms"),
             "< 100 ms", lambda v: v < 100),

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
-from benchmarks import api_phase, events_phase, postfix_phase, purge_phase, report
+from benchmarks import api_phase, cpu_budget, events_phase, postfix_phase, purge_phase, report
 from benchmarks.environment import (
     TENANT,
     child_env,
@@ -132,6 +132,7 @@ class Harness:
         self.mix = parse_mix(args.mix)
         kinds = {"small", *self.mix} | ({"large"} if args.large_mb > 0 else set())
         self.built: dict[str, Template] = templates(args.large_mb or 1, kinds)
+        self.postgres_pid = cpu_budget.postmaster_pid(folder / "pg")
 
     def env_for(self, queue: str) -> dict[str, str]:
         return child_env(self.folder, self.url, queue)
@@ -175,16 +176,19 @@ class Harness:
             output = self.logs / f"profile-{server.name}-{profile}.txt"
             profiler = start_profiler(server.pid, duration, output)
         cpu_before = cpu_seconds(server.pid)
+        budget_before = cpu_budget.snapshot(server.pid, self.postgres_pid)
         result = self.load(
             server, mix=mix, count=count, duration_s=None if count else duration, **options
         )
         cpu = cpu_seconds(server.pid) - cpu_before
+        budget_after = cpu_budget.snapshot(server.pid, self.postgres_pid)
         if profiler is not None:
             profiler.wait()
         summary = result.summary()
         accepted = len(result.accepted)
         summary["server_cpu_s"] = round(cpu, 2)
         summary["server_cpu_ms_per_msg"] = round(1000 * cpu / accepted, 3) if accepted else None
+        summary["cpu_budget"] = cpu_budget.per_message(budget_before, budget_after, accepted)
         print(f"  {server.name}: {summary['messages_per_s']} msg/s", file=sys.stderr)
         return summary
 

@@ -81,6 +81,7 @@ class Settings:
     purge_batch: int = 500  # messages per purge transaction
     purge_grace_s: float = 900.0  # an object being removed refuses new references this long
     secret_key: str | None = None  # keys the HMAC of erased addresses in the audit table
+    console_secret: str | None = None  # signs console sessions; development: made in data_dir
     dns_servers: tuple[str, ...] = ()  # ip, ip:port or [v6]:port; empty: resolv.conf
     dns_timeout_s: float = 5.0
     authserv_id: str | None = None  # None: the first of domains

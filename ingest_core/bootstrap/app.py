@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 from ingest_core import lifecycle, operations
 from ingest_core.adapters.objects import LocalObjectStore
 from ingest_core.adapters.postgres import health as pg_health
+from ingest_core.adapters.postgres.console import PostgresConsoleReads
 from ingest_core.adapters.postgres.lifecycle import PostgresLifecycle
 from ingest_core.adapters.postgres.migrate import applied_migrations, migrate
+from ingest_core.adapters.postgres.operators import PostgresOperators
 from ingest_core.adapters.postgres.webhooks import PostgresWebhooks
 from ingest_core.adapters.queue import pending_jobs
 from ingest_core.adapters.sqlite_export import ExportSummary, export_tenant
@@ -26,6 +28,9 @@ from ingest_core.bootstrap.configs import (
     purge_config,
     sweep_config,
 )
+from ingest_core.console.operators import Operators
+from ingest_core.console.secret import console_secret
+from ingest_core.console.service import Console
 from ingest_core.errors import ConfigError, IngestError
 from ingest_core.guarded import GuardedBlobStore
 from ingest_core.webhooks import Dispatcher, Endpoints, SecretBox
@@ -133,6 +138,34 @@ class App:
             with contextlib.suppress(IngestError):
                 found.extend(query(host))
         return found
+
+    @property
+    def operators(self) -> Operators:
+        """Console operators (``ingest operators``)."""
+        if "operators" not in self.extras:
+            self.extras["operators"] = Operators(PostgresOperators(self.pool))
+        operators: Operators = self.extras["operators"]
+        return operators
+
+    @property
+    def console(self) -> Console:
+        """What the web console reads and does. Raises ConfigError in production
+        without INGEST_CONSOLE_SECRET."""
+        if "console" not in self.extras:
+            self.extras["console"] = Console(
+                operators=self.operators,
+                reads=PostgresConsoleReads(self.pool),
+                tokens=self.tokens,
+                store=self.store,
+                repository=self.repository,
+                queue=self.queue,
+                audit=self.audit,
+                secret=console_secret(self.settings),
+                secure_cookies=self.settings.production,
+                limits=self.extraction.limits,
+            )
+        console: Console = self.extras["console"]
+        return console
 
     def migrate(self) -> list[str]:
         return migrate(self.database_url, timeout_s=self.settings.store_timeout_s)

@@ -3,21 +3,31 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol
 
 import trio
+from starlette.responses import RedirectResponse
 
+from ingest_core.errors import ConfigError
 from lmtpd.api.admin import AdminSources, TenantProvisioning
 from lmtpd.api.app import ApiConfig, build_api
+from lmtpd.api.console import build_console, console_off
 from lmtpd.asgi import ServeOptions, serve_asgi
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from prometheus_client import CollectorRegistry
+    from starlette.requests import Request
+    from starlette.responses import Response
 
     from ingest_core.api.tokens import Tokens
     from ingest_core.audit import AuditLog
+    from ingest_core.console.service import Console
     from ingest_core.ports import BlobStore, TenantReads
     from ingest_core.settings import Settings
+
+log = logging.getLogger("ingest.api")
 
 __all__ = ["AdminSources", "ApiConfig", "ApiSources", "build_api", "serve_api"]
 
@@ -32,6 +42,29 @@ class ApiSources(Protocol):
 
     @property
     def admin(self) -> TenantProvisioning: ...
+
+    @property
+    def console(self) -> Console:
+        """Raises ConfigError when the console cannot run (production without its secret)."""
+        ...
+
+
+def mount_console(app: FastAPI, sources: ApiSources, settings: Settings) -> None:
+    """The web console under ``/console/`` (``/`` leads there); without its
+    secret in production a page that says so, and a warning in the log."""
+    try:
+        console = build_console(sources.console, settings.api_trusted_proxies)
+    except ConfigError as exc:
+        log.warning("console off", extra={"reason": str(exc)})
+        console = console_off("INGEST_CONSOLE_SECRET is not set; see docs/console.md.")
+
+    async def to_console(request: Request) -> Response:
+        return RedirectResponse("/console/", 307)
+
+    # Starlette routes, not FastAPI's: no parameters to read, nothing in the OpenAPI document.
+    app.add_route("/", to_console, methods=["GET"], include_in_schema=False)
+    app.add_route("/console", to_console, methods=["GET"], include_in_schema=False)
+    app.mount("/console", console)
 
 
 def api_config(settings: Settings) -> ApiConfig:
@@ -52,6 +85,7 @@ async def serve_api(
     app = build_api(
         sources.tokens, sources.reads, sources.store, api_config(settings), registry, admin
     )
+    mount_console(app, sources, settings)
     cert, key = settings.api_tls_cert, settings.api_tls_key
     options = ServeOptions(
         tls_cert=str(cert) if cert else None,

@@ -273,7 +273,7 @@ def build_api(
         if first:
             await blocking(reader.seek, first)
         return StreamingResponse(
-            _chunks(reader, length, blocking), status, headers=headers, media_type=media_type
+            stream_object(reader, length, blocking), status, headers=headers, media_type=media_type
         )
 
     raw_path = "/v1/messages/{message}/raw"
@@ -317,7 +317,7 @@ def build_api(
     return app
 
 
-async def _chunks(
+async def stream_object(
     reader: BinaryIO, length: int, blocking: Callable[..., Any]
 ) -> AsyncIterator[bytes]:
     try:

@@ -19,6 +19,7 @@ from lmtpd.cli import config as cli_config
 from lmtpd.cli import endpoints as cli_endpoints
 from lmtpd.cli import lifecycle as cli_lifecycle
 from lmtpd.cli import messages as cli_messages
+from lmtpd.cli import operators as cli_operators
 from lmtpd.cli import replay as cli_replay
 from lmtpd.cli import tenants as cli_tenants
 from lmtpd.cli import tokens as cli_tokens
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_tenants.add_parser(sub)
     cli_messages.add_parser(sub)
     cli_tokens.add_parser(sub)
+    cli_operators.add_parser(sub)
     cli_endpoints.add_parser(sub)
 
     export = sub.add_parser("export", help="one tenant's messages as a SQLite file")
@@ -167,6 +169,8 @@ def _with_app(args: argparse.Namespace, settings: Settings) -> int:
             return cli_messages.run(app, args)
         if args.command == "tokens":
             return cli_tokens.run(app, args)
+        if args.command == "operators":
+            return cli_operators.run(app, args)
         if args.command in ("endpoints", "deliveries", "events"):
             return cli_endpoints.run(app, args)
         if args.command == "export":

@@ -101,6 +101,124 @@ def test_existing_object_with_another_size_is_replaced(tmp_path: Path) -> None:
     assert (tmp_path / "raw/o/a.eml").read_bytes() == b"abc"
 
 
+class FileSystemSyncs:
+    """Stands in for syncfs: what the root folder held (final names and
+    temporary files) each time the whole file system was synced."""
+
+    def __init__(self, root: Path, fail: OSError | None = None) -> None:
+        self.root = root
+        self.fail = fail
+        self.seen: list[set[str]] = []
+
+    def __call__(self, fd: int) -> None:
+        assert stat.S_ISDIR(os.fstat(fd).st_mode)
+        self.seen.append(
+            {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()}
+        )
+        if self.fail is not None:
+            raise self.fail
+        os.sync()
+
+
+def _spools(count: int, prefix: str = "raw/org") -> list[tuple[str, Spool]]:
+    return [
+        (f"{prefix}/m{n}.eml", Spool.from_bytes(f"message {n}".encode() * (n + 1)))
+        for n in range(count)
+    ]
+
+
+def test_a_batch_syncs_the_file_system_once_before_any_object_takes_its_name(
+    tmp_path: Path, syncs: SyncRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "objects"
+    store = LocalObjectStore(root)
+    store.put("raw/org/first.eml", Spool.from_bytes(b"0"))  # the folders exist now
+    syncs.synced.clear()
+    file_system = FileSystemSyncs(root)
+    monkeypatch.setattr(local_objects, "_syncfs", file_system)
+    items = _spools(5)
+
+    assert store.put_many(items) == [None] * 5
+
+    [seen] = file_system.seen
+    temporary = {name for name in seen if name.rsplit("/", 1)[-1].startswith(".tmp-")}
+    assert len(temporary) == 5
+    assert seen - temporary == {"raw/org/first.eml"}
+    for key, spool in items:
+        with store.open(key) as stored, spool.open() as sent:
+            assert stored.read() == sent.read()
+    # no file of the batch fsync'd on its own; its one folder once, after the renames
+    assert syncs.synced == [((root / "raw/org").stat().st_ino, True)]
+    assert sorted(p.name for p in (root / "raw/org").iterdir()) == sorted(
+        ["first.eml", *(key.rsplit("/", 1)[1] for key, _ in items)]
+    )
+
+
+def test_a_batch_into_new_folders_syncs_each_new_entry_once(
+    tmp_path: Path, syncs: SyncRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "objects"
+    monkeypatch.setattr(local_objects, "_syncfs", FileSystemSyncs(root))
+    items = [*_spools(2, "raw/a"), *_spools(2, "raw/b")]
+    assert LocalObjectStore(root).put_many(items) == [None] * 4
+    expected = {root / "raw/a", root / "raw/b", root / "raw", root, tmp_path}
+    assert all(syncs.saw_dir(folder) for folder in expected)
+    assert len(syncs.synced) == len(expected)  # each folder once, no file on its own
+
+
+def test_a_failed_file_system_sync_fails_the_batch_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "objects"
+    store = LocalObjectStore(root)
+    store.put("raw/org/there.eml", Spool.from_bytes(b"there"))
+    monkeypatch.setattr(local_objects, "_syncfs", FileSystemSyncs(root, OSError(5, "EIO")))
+    items = [("raw/org/there.eml", Spool.from_bytes(b"there")), *_spools(3)]
+
+    errors = store.put_many(items)
+
+    assert errors[0] is None  # already durable, not rewritten
+    assert all(isinstance(error, StoreUnavailable) for error in errors[1:])
+    assert sorted(p.name for p in (root / "raw/org").iterdir()) == ["there.eml"]
+
+
+def test_one_bad_object_of_a_batch_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "objects"
+    monkeypatch.setattr(local_objects, "_syncfs", FileSystemSyncs(root))
+    torn = Spool(size=99, sha256="0" * 64, content_sha256="0" * 64, buffer=b"short")
+    items = [*_spools(2), ("raw/org/torn.eml", torn)]
+
+    errors = LocalObjectStore(root).put_many(items)
+
+    assert errors[:2] == [None, None]
+    assert isinstance(errors[2], StoreUnavailable)
+    assert sorted(p.name for p in (root / "raw/org").iterdir()) == ["m0.eml", "m1.eml"]
+
+
+def test_without_syncfs_each_file_of_a_batch_is_synced(
+    tmp_path: Path, syncs: SyncRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "objects"
+    store = LocalObjectStore(root)
+    store.put("raw/org/first.eml", Spool.from_bytes(b"0"))
+    syncs.synced.clear()
+    monkeypatch.setattr(local_objects, "_syncfs", None)
+    items = _spools(4)
+    assert store.put_many(items) == [None] * 4
+    for key, _ in items:
+        assert syncs.saw_file(root / key)
+    assert syncs.saw_dir(root / "raw/org")
+    assert len(syncs.synced) == 5
+
+
+def test_syncfs_is_found_on_linux() -> None:
+    if os.uname().sysname != "Linux":
+        pytest.skip("syncfs(2) is Linux's")
+    assert local_objects._syncfs is not None
+
+
 @pytest.fixture(params=["local", "s3"])
 def real_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     if request.param == "local":

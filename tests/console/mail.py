@@ -39,11 +39,13 @@ def order(subject: str, sender: str = "buyer@shop.example", pdf: bytes = PDF) ->
 
 def hostile(beacon: str) -> bytes:
     """Script in the subject, the attachment's filename and the HTML body; each
-    payload would call ``beacon`` (a URL) if a browser ever ran or loaded it."""
-    script = f"<script>fetch('{beacon}/subject')</script>"
-    name = f"<img src=x onerror=\"fetch('{beacon}/name')\">.html"
+    payload would raise an alert, and those with room for a URL call ``beacon``,
+    if a browser ever ran or loaded them."""
+    script = f"<script>alert(1);fetch('{beacon}/subject')</script>"
+    name = "<img src=x onerror=alert(2)><svg onload=alert(5)>.html"  # no "/": names lose paths
     html = (
-        f"<html><body><h1>Totally an order</h1><script>fetch('{beacon}/body')</script>"
+        "<html><body><h1>Totally an order</h1>"
+        f"<script>alert(3);fetch('{beacon}/body')</script>"
         f'<img src="{beacon}/img"><iframe src="{beacon}/frame"></iframe>'
         f"<a href=\"javascript:fetch('{beacon}/link')\">click</a></body></html>"
     )
@@ -55,7 +57,7 @@ def hostile(beacon: str) -> bytes:
         f"{html}\r\n"
         "--b2\r\nContent-Type: text/html\r\n"
         f'Content-Disposition: attachment; filename="{name}"\r\n\r\n'
-        f"<script>fetch('{beacon}/file')</script>\r\n"
+        f"<script>alert(4);fetch('{beacon}/file')</script>\r\n"
         "--b2--\r\n"
     ).encode()
 

@@ -184,7 +184,7 @@ async def test_hostile_text_is_escaped(console) -> None:
     for path in ("/console/messages", f"/console/messages/{message_id}"):
         page = (await client.get(path)).text
         assert not re.search(r"<(script|img|iframe|a href=.javascript)", page, re.IGNORECASE)
-        assert "&lt;script&gt;fetch(" in page  # the subject, shown as text
+        assert "&lt;script&gt;alert(1);fetch(" in page  # the subject, shown as text
     page = (await client.get(f"/console/messages/{message_id}")).text
     assert "Totally an order" in page  # the HTML body as its text rendering
     assert 'src="http://127.0.0.1:9' not in page

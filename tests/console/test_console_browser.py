@@ -90,6 +90,9 @@ def _shot(driver: WebDriver, name: str) -> None:
     """The whole page, as tall as it is."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     width = driver.get_window_size()["width"]
+    driver.set_window_size(
+        width, 600 if width < 600 else 900
+    )  # measured afresh, not the last page's
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width, min(max(int(height) + 120, 600), 4000))
     driver.save_screenshot(str(RESULTS / f"{name}.png"))
@@ -161,6 +164,7 @@ def test_operator_signs_in_filters_downloads_releases_and_replays(served, tmp_pa
         _shot(driver, "quarantine")
         driver.find_element(By.LINK_TEXT, "Release…").click()
         _wait_url(driver, f"/console/messages/{ids['held']}/release")
+        _shot(driver, "confirm-release")
         driver.find_element(By.ID, "confirm").click()
         _wait_url(driver, "done=released")
         assert "Released" in driver.find_element(By.CSS_SELECTOR, ".flash").text

@@ -4,7 +4,8 @@ came from, secrets redacted.
 
 Redacted: the password of any URL (``postgresql://user:***@host/db``,
 ``redis://:***@host``), a ``password=`` in a key/value conninfo, and the AWS
-secret key and session token (only whether they are set is shown).
+secret key and session token, INGEST_SECRET_KEY and INGEST_CONSOLE_SECRET (only
+whether they are set is shown).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def effective_settings(
         value = _plain(getattr(settings, item.name))
         if item.name in _SECRET_FIELDS and isinstance(value, str):
             value = redact_url(value)
-        elif item.name == "secret_key" and value is not None:
+        elif item.name in ("secret_key", "console_secret") and value is not None:
             value = REDACTED
         report[item.name] = {
             "variable": variable,

@@ -185,3 +185,19 @@ def test_the_browser_gate_skips_or_fails_without_chromium(monkeypatch) -> None:
     monkeypatch.setenv("INGEST_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="INGEST_REQUIRE_BROWSER=1"):
         browser.require_browser()
+
+
+def test_ingest_config_never_shows_the_console_secret(data_dir, pg_url) -> None:
+    secret = "c" * 40
+    env = ingest_env(data_dir, pg_url, INGEST_CONSOLE_SECRET=secret)
+    shown = subprocess.run(
+        [sys.executable, "-m", "lmtpd.cli", "config", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert secret not in shown.stdout + shown.stderr
+    assert '"console_secret"' in shown.stdout

@@ -54,7 +54,8 @@ USER 10001:10001
 # Port 24 as non-root needs net.ipv4.ip_unprivileged_port_start=0 in the container:
 # Docker 20.10+ sets it; podman does not (compose.yaml sets it for both; with plain
 # podman pass --sysctl net.ipv4.ip_unprivileged_port_start=0, or listen on 2424).
-# 9325: /healthz, /readyz, /metrics and the tenant API: keep it on a private network.
+# 9325: /healthz, /readyz, /metrics, without authentication: keep it on a private
+# network. The tenant API (INGEST_API_LISTEN) stays on the loopback unless given TLS.
 EXPOSE 24 8890 9325
 
 # For `ingest serve`; a worker container has no LMTP listener (compose.yaml gives it

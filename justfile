@@ -51,6 +51,22 @@ bench *ARGS:
     {{venv}}/python -m benchmarks.run {{ARGS}}
     {{venv}}/python -m benchmarks.sender_auth
 
+# uv.lock (pinned, hashed; resolved for every supported Python) and the image's exports of it; run after editing pyproject.toml's dependencies
+lock:
+    {{venv}}/uv lock --quiet
+    {{venv}}/uv export --frozen --no-dev --no-emit-project --format requirements-txt --quiet > requirements.lock
+    {{venv}}/uv pip compile requirements-build.in --universal --python-version 3.11 --generate-hashes --quiet --output-file requirements-build.lock
+
+# fails unless uv.lock and requirements.lock are current with pyproject.toml
+lock-check:
+    @{{venv}}/uv lock --check --quiet || { echo "lock-check: uv.lock is not current with pyproject.toml: run just lock (./dev lock) and commit uv.lock and requirements.lock" >&2; exit 1; }
+    @{{venv}}/uv export --frozen --no-dev --no-emit-project --format requirements-txt --quiet | diff -q - requirements.lock >/dev/null || { echo "lock-check: requirements.lock is not the export of uv.lock: run just lock (./dev lock) and commit it" >&2; exit 1; }
+    @echo "lock-check: uv.lock and requirements.lock are current with pyproject.toml"
+
+# the images built with podman and the stack under test (scripts/containers.sh; installs podman when root)
+containers *ARGS:
+    bash scripts/containers.sh {{ARGS}}
+
 # fault-injection scenarios with their summary table
 chaos:
     {{venv}}/python -m pytest -m chaos -p no:randomly tests/chaos -v

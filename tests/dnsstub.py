@@ -15,7 +15,7 @@ here) or a list of them (one record's strings), A/AAAA an address, MX a
 ``(preference, exchange)`` pair, CNAME/PTR a name. A name absent from the zone
 is NXDOMAIN; a name present without the asked type is NODATA.
 
-The server answers on 127.0.0.1 over UDP and TCP on one free port, each in a
+The server answers on 127.0.0.1 (or ``host``) over UDP and TCP on one free port, each in a
 daemon thread; ``running_stub`` stops both on exit.
 
 DKIM keys: ``make_dkim_key()`` gives a fresh RSA key as ``DkimKey`` (PKCS#1 PEM
@@ -86,7 +86,7 @@ class StubDns:
 
     @property
     def nameserver(self) -> str:
-        """``"127.0.0.1:<port>"``, as INGEST_DNS_SERVERS takes it."""
+        """``"<host>:<port>"``, as INGEST_DNS_SERVERS takes it."""
         return f"{self.host}:{self.port}"
 
     def query_count(self, name: str | None = None, rtype: str | None = None) -> int:
@@ -178,15 +178,18 @@ class _TcpHandler(socketserver.BaseRequestHandler):
 
 
 @contextmanager
-def running_stub(zone: Zone | None = None, *, ttl: int = DEFAULT_TTL) -> Iterator[StubDns]:
-    """Serve ``zone`` on 127.0.0.1 (UDP and TCP, one free port) until the block ends."""
-    stub = StubDns(zone={} if zone is None else zone, ttl=ttl)
+def running_stub(
+    zone: Zone | None = None, *, ttl: int = DEFAULT_TTL, host: str = "127.0.0.1"
+) -> Iterator[StubDns]:
+    """Serve ``zone`` on ``host`` (UDP and TCP, one free port) until the block ends.
+    The container stack's stub listens on its network's gateway address."""
+    stub = StubDns(zone={} if zone is None else zone, ttl=ttl, host=host)
     tcp = udp = None
     for _ in range(20):  # the TCP port may be taken for UDP by someone else
-        tcp = _Tcp(("127.0.0.1", 0), _TcpHandler)
+        tcp = _Tcp((host, 0), _TcpHandler)
         port = tcp.server_address[1]
         try:
-            udp = _Udp(("127.0.0.1", port), _UdpHandler)
+            udp = _Udp((host, port), _UdpHandler)
             break
         except OSError:
             tcp.server_close()

@@ -174,12 +174,13 @@ def _http_ok(url: str) -> bool:
 class MotoServer(Child):
     """A moto S3 server of our own, so a test may pause or kill it."""
 
-    def __init__(self, log_path: Path, port: int | None = None) -> None:
+    def __init__(self, log_path: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port or free_port()
         script = Path(sys.executable).with_name("moto_server")
         argv = ([str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]) + [
             "-H",
-            "127.0.0.1",
+            host,
             "-p",
             str(self.port),
         ]
@@ -187,7 +188,7 @@ class MotoServer(Child):
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         super().start()

@@ -1,0 +1,191 @@
+"""The images and the stack under podman: an order through the Postfix container to
+PROCESSED, the milter's refusal across containers, and a SIGKILL of the ingest
+container during a burst that loses nothing acknowledged. See conftest.py for the
+topology; run with `just containers`."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+import pytest
+from container_stack import DOMAIN, SENDER_DOMAIN, Stack
+from podman_cli import podman, wait_until
+
+from lmtpd.cli.sample import SAMPLE_PDF
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# The module's first test also waits for the stack to come up.
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(600)]
+
+TO = f"orders+acme@{DOMAIN}"
+SENDER = f"buyer@{SENDER_DOMAIN}"
+
+
+def _rows(stack: Stack) -> list[dict[str, object]]:
+    rows = stack.ingest_cli("messages", "list", "--org", "acme", "--limit", "1000")
+    assert isinstance(rows, list)
+    return rows
+
+
+def _row_for(stack: Stack, message_id: str) -> dict[str, object] | None:
+    found = [r for r in _rows(stack) if message_id.strip("<>") in str(r["source_message_id"])]
+    assert len(found) <= 1, f"{len(found)} rows for {message_id}"
+    return found[0] if found else None
+
+
+def _processed(stack: Stack, message_id: str) -> dict[str, object] | None:
+    row = _row_for(stack, message_id)
+    return row if row is not None and row["status"] == "PROCESSED" else None
+
+
+def test_the_ingest_image_runs_as_non_root_without_build_tools(stack: Stack) -> None:
+    probe = "id -u; for c in gcc cc make pip pip3; do command -v $c || true; done"
+    result = podman("run", "--rm", "--read-only", stack.images["ingest"], "sh", "-c", probe)
+    assert result.stdout.split() == ["10001"], result.stdout
+
+
+def test_an_order_sent_with_swaks_reaches_processed_with_its_attachment(
+    stack: Stack, tmp_path: Path
+) -> None:
+    pdf = tmp_path / "PO-4711.pdf"
+    pdf.write_bytes(SAMPLE_PDF)
+    message_id = f"<po-4711-{uuid.uuid4().hex[:8]}@{SENDER_DOMAIN}>"
+    # fmt: off
+    sent = subprocess.run(
+        [
+            "swaks", "--server", "127.0.0.1", "--port", str(stack.smtp_port),
+            "--ehlo", f"mail.{SENDER_DOMAIN}", "--from", SENDER, "--to", TO,
+            "--header", "Subject: Purchase order 4711", "--header", f"Message-Id: {message_id}",
+            "--body", "Please find our order attached.",
+            "--attach-type", "application/pdf", "--attach-name", pdf.name, "--attach", f"@{pdf}",
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    # fmt: on
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert re.search(r"<-  250 .*queued as", sent.stdout), sent.stdout
+
+    wait_until(lambda: _processed(stack, message_id) is not None, "the order to be PROCESSED", 90)
+    row = _row_for(stack, message_id)
+    assert row is not None
+    detail = stack.ingest.exec_json("ingest", "messages", "show", str(row["id"]), "--json")
+    assert isinstance(detail, dict)
+    assert detail["status"] == "PROCESSED"
+    assert detail["envelope_recipient"] == TO
+    assert detail["postfix_queue_id"]  # XFORWARD from the Postfix container
+    names = [(a["filename"], a["size_bytes"]) for a in detail["attachments"]]
+    assert (pdf.name, len(SAMPLE_PDF)) in names, detail["attachments"]
+    # The sender check asked the stub (and only the stub answers this domain's SPF).
+    assert detail["auth_spf"] == "pass", detail
+    assert stack.dns.query_count(SENDER_DOMAIN, "TXT") >= 1
+
+
+def test_an_unknown_tenant_is_refused_at_rcpt_by_the_milter(stack: Stack) -> None:
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as client:
+        client.ehlo(f"mail.{SENDER_DOMAIN}")
+        client.mail(SENDER)
+        code, reply = client.rcpt(f"orders+nobody@{DOMAIN}")
+    assert code == 550, reply
+
+
+@dataclass
+class Burst:
+    """Messages sent to the Postfix container from a few threads, one SMTP
+    session each; which ones Postfix acknowledged (250 after DATA)."""
+
+    port: int
+    accepted: list[str] = field(default_factory=list)
+    refused: list[tuple[str, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, thread: int, count: int) -> None:
+        for i in range(count):
+            message_id = f"<burst-{thread}-{i}-{uuid.uuid4().hex[:8]}@{SENDER_DOMAIN}>"
+            message = EmailMessage()
+            message["From"], message["To"] = SENDER, TO
+            message["Subject"], message["Message-ID"] = f"Order {thread}-{i}", message_id
+            message.set_content("Order attached.")
+            message.add_attachment(
+                SAMPLE_PDF, maintype="application", subtype="pdf", filename=f"PO-{thread}-{i}.pdf"
+            )
+            try:
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as client:
+                    client.send_message(message, SENDER, [TO])
+            except smtplib.SMTPResponseException as exc:
+                with self.lock:
+                    self.refused.append((message_id, exc.smtp_code))
+                continue
+            except smtplib.SMTPRecipientsRefused as exc:
+                code = next(iter(exc.recipients.values()))[0]
+                with self.lock:
+                    self.refused.append((message_id, code))
+                continue
+            with self.lock:
+                self.accepted.append(message_id)
+            time.sleep(0.02)
+
+
+def _postfix_delivered(stack: Stack) -> list[str]:
+    """Our ids in the Postfix container's `status=sent (250 2.0.0 <id> accepted)`."""
+    return re.findall(r"status=sent \(250 2\.0\.0 <?([0-9a-f-]{36})>? ", stack.postfix.logs())
+
+
+def _queue_empty(stack: Stack) -> bool:
+    return stack.postfix.exec("postqueue", "-j").stdout.strip() == ""
+
+
+def test_a_sigkill_of_ingest_during_a_burst_loses_nothing_acknowledged(stack: Stack) -> None:
+    delivered_before = len(_postfix_delivered(stack))
+    burst = Burst(stack.smtp_port)
+    threads = [threading.Thread(target=burst.send, args=(t, 20)) for t in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(
+        lambda: len(_postfix_delivered(stack)) >= delivered_before + 10,
+        "ten burst messages delivered to ingest",
+        60,
+    )
+    stack.ingest.kill()
+    killed_at = len(burst.accepted) + len(burst.refused)
+    for thread in threads:
+        thread.join(timeout=120)
+    assert stack.ingest.state()["Status"] == "exited"
+    stack.ingest.start()
+    stack.ingest.wait_healthy()
+    stack.postfix.exec("postqueue", "-f")
+    wait_until(lambda: _queue_empty(stack), "the Postfix queue to drain", 120)
+
+    def all_processed() -> bool:
+        rows = {str(r["source_message_id"]): r["status"] for r in _rows(stack)}
+        return all(rows.get(m.strip("<>")) == "PROCESSED" for m in burst.accepted)
+
+    wait_until(all_processed, "every acknowledged message to be PROCESSED", 120)
+    rows = _rows(stack)
+    stored = [str(r["source_message_id"]) for r in rows]
+    burst_rows = [s for s in stored if s.startswith("burst-")]
+    # Nothing Postfix acknowledged is missing, none is stored twice, nothing else came.
+    assert sorted(burst_rows) == sorted(m.strip("<>") for m in burst.accepted)
+    # Every 250 ingest gave Postfix names a row (ids from Postfix's log).
+    ids = {str(r["id"]) for r in rows}
+    delivered = set(_postfix_delivered(stack))
+    assert len(delivered) > delivered_before
+    assert delivered <= ids
+    # The kill landed during the burst: sends went on after it, and the ones that
+    # met the dead milter were refused with a 4xx (the sender's MTA would retry).
+    assert killed_at < 60
+    assert burst.refused, "no send met the killed ingest; the kill came too late"
+    assert all(400 <= code < 500 for _, code in burst.refused), burst.refused
+    print(
+        f"burst: {len(burst.accepted)} acknowledged by Postfix, {len(burst.refused)} refused "
+        f"with 4xx while ingest was down; {len(burst_rows)} stored, all PROCESSED"
+    )

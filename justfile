@@ -31,7 +31,7 @@ lint:
     {{venv}}/ruff format --check .
     {{venv}}/mypy
     {{venv}}/lint-imports
-    {{venv}}/hadolint Dockerfile
+    {{venv}}/hadolint Dockerfile deploy/postfix/Dockerfile tests/containers/services/Dockerfile
 
 # a sample order with a PDF attachment to the demo tenant (server must be running); e.g. --to ADDR
 [positional-arguments]

@@ -30,7 +30,9 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--password-stdin", action="store_true", help="read one line from stdin")
     operators.add_parser("list", help="names, created, last sign-in")
     for verb in ("disable", "enable"):
-        operators.add_parser(verb, help=f"{verb} an operator's sign-in").add_argument("name")
+        operators.add_parser(verb, help=f"{verb} an operator's sign-in").add_argument(
+            "name", help="the operator's name"
+        )
 
 
 def run(app: bootstrap.App, args: argparse.Namespace) -> int:

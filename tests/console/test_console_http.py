@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from ingest_core.audit import AuditEvent
 from ingest_core.bootstrap import open_app
 from ingest_core.model import MessageStatus
 from ingest_core.settings import Settings
@@ -313,3 +314,41 @@ async def test_production_cookie_is_secure_and_host_prefixed(nursery, data_dir, 
             assert "Secure" in session
             assert "Path=/" in session
             assert "HttpOnly" in session
+
+
+async def test_the_message_page_shows_verdicts_deliveries_and_cli_audit(console) -> None:
+    app, client = console
+    message_id = deliver(app, "acme", order("verdicts"))
+    with app.pool.connection() as conn:
+        conn.execute(
+            "UPDATE inbound_message SET auth_spf = 'pass', auth_dmarc = 'fail',"
+            " auth_dmarc_policy = 'reject', auth_from_domain = 'shop.example',"
+            " auth_aligned = false, auth_results = 'spf=pass dmarc=fail',"
+            """ auth_dkim = '[{"domain": "shop.example", "selector": "s1", "result": "fail"},"""
+            """ {"domain": "esp.example"}]' WHERE id = %s""",
+            (message_id,),
+        )
+        conn.execute(
+            "INSERT INTO webhook_endpoint (id, org_id, url, secret)"
+            " SELECT 'ep_0123456789abcdef', org_id, 'https://hooks.shop.example/in', 'x'"
+            " FROM inbound_message WHERE id = %s",
+            (message_id,),
+        )
+        conn.execute(
+            "INSERT INTO webhook_delivery (event_id, endpoint_id, status, attempts, last_status)"
+            " SELECT id, 'ep_0123456789abcdef', 'FAILED', 3, 500 FROM event"
+            " WHERE message_id = %s AND type = 'message.processed'",
+            (message_id,),
+        )
+    app.audit.record(AuditEvent("ops", "message.replay", "acme", {"ids": [str(message_id)]}, 1))
+    await _sign_in(client, name="olga", password=PASSWORD)
+    page = await client.get(f"/console/messages/{message_id}")
+    assert page.status_code == 200
+    text = page.text
+    assert "fail d=shop.example s=s1" in text
+    assert "— d=esp.example s=—" in text  # an entry without a result or selector
+    assert "(p=reject)" in text
+    assert "not aligned" in text
+    assert "https://hooks.shop.example/in" in text
+    assert "message.processed" in text
+    assert "<strong>message.replay</strong> by ops</li>" in text

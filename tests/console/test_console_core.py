@@ -8,6 +8,7 @@ import io
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest_core.adapters.postgres.operators import PostgresOperators
+from ingest_core.bodies import MessageBody
 from ingest_core.console.operators import OperatorError, Operators
-from ingest_core.console.parts import part_tree
+from ingest_core.console.parts import PartNode, part_tree
 from ingest_core.console.secret import console_secret
 from ingest_core.errors import ConfigError
 from ingest_core.mime import MimeLimits, build_manifest
 from ingest_core.settings import Settings
 from lmtpd.api.console import views
+from lmtpd.api.console.base import environment
+from lmtpd.api.console.sessions import Session
 from tests.console import browser
 from tests.console.mail import order
 from tests.procs import ingest_env
@@ -201,3 +205,66 @@ def test_ingest_config_never_shows_the_console_secret(data_dir, pg_url) -> None:
     )
     assert secret not in shown.stdout + shown.stderr
     assert '"console_secret"' in shown.stdout
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, tuple[str, ...]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.append((tag, tuple(sorted(name for name, _ in attrs))))
+
+
+def _message_page(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The elements and attribute names of a message page whose every sender
+    field is ``text``."""
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    detail = {
+        "id": "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+        "org_slug": "acme",
+        "status": "QUARANTINED",
+        "received_at": now,
+        "processed_at": None,
+        "released_at": None,
+        "size_bytes": 10,
+        "attempts": 1,
+        "last_error": text,
+        "quarantine_reason": text,
+    }
+    for field in ("subject", "from_header", "envelope_from", "envelope_recipient",
+                  "client_address", "client_helo", "postfix_queue_id", "message_id_header",
+                  "source_message_id", "auth_results", "auth_spf", "auth_dmarc",
+                  "auth_dmarc_policy", "auth_from_domain", "auth_arc", "automated_kind",
+                  "automated_reason"):  # fmt: skip
+        detail[field] = text
+    detail["auth_aligned"] = True
+    detail["auth_dkim"] = [{"domain": text, "selector": text, "result": text}]
+    detail["attachments"] = [
+        {"id": "a", "part_path": "2", "filename": text, "content_type": text,
+         "detected_content_type": text, "size_bytes": 1, "sha256": "f" * 64}
+    ]  # fmt: skip
+    detail["events"] = [{"id": "evt_1", "type": "message.received", "created_at": now}]
+    detail["deliveries"] = [
+        {"type": "message.received", "url": text, "status": "FAILED", "attempts": 1,
+         "last_status": 500, "last_error": text, "delivered_at": None}
+    ]  # fmt: skip
+    detail["audit"] = [
+        {"at": now, "actor": text, "action": "message.release", "scope": {"via": text}}
+    ]
+    detail["body"] = MessageBody(text, text, text_from_html=True)
+    tree = [PartNode(0, "", text, text, text, 1)]
+    session = Session("operator", "olga", "csrf")
+    html = (
+        environment()
+        .get_template("message.html")
+        .render(session=session, path="/console/messages/x", m=detail, tree=tree, done=None)
+    )
+    parser = _Tags()
+    parser.feed(html)
+    return parser.seen
+
+
+@given(st.text(alphabet=st.sampled_from("<>\"'&=/ ax:;()\u202e\n`"), min_size=1, max_size=40))
+def test_sender_text_adds_no_element_or_attribute_to_a_page(text: str) -> None:
+    assert _message_page(text) == _message_page("plain")

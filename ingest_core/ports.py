@@ -317,6 +317,11 @@ class JobQueue(Protocol):
         """Schedule extraction by id. Raises QueueUnavailable."""
         ...
 
+    def enqueue_extractions(self, jobs: Sequence[tuple[uuid.UUID, str | None]]) -> None:
+        """Schedule several extractions, each (message id, traceparent of the span
+        that enqueues it), in one write where the queue can. Raises QueueUnavailable."""
+        ...
+
 
 class TokenRepository(Protocol):
     """API tokens (``ingest_core.api.tokens``); ``org_slug`` None means admin tokens."""

@@ -16,7 +16,6 @@ from opentelemetry import trace
 from ingest_core import addressing
 from ingest_core.errors import (
     DirectoryUnavailable,
-    QueueUnavailable,
     RecordRejected,
     StoreUnavailable,
 )
@@ -38,9 +37,9 @@ from ingest_core.ports import (
     Reply,
     TenantDirectory,
 )
+from ingest_core.scheduling import schedule
 
 if TYPE_CHECKING:
-    import uuid
     from collections.abc import Callable, Iterator, Sequence
 
     from ingest_core.spool import Spool
@@ -133,8 +132,8 @@ class InboundService:
         return self._accept(deliveries, self._record_batch)
 
     def schedule(self, jobs: Sequence[Job]) -> None:
-        for job in jobs:
-            _run_in(job.context, self._enqueue, job.message_id)
+        """Enqueue the jobs' extractions (several in one queue write)."""
+        schedule(self._queue, jobs)
 
     def _accept(
         self,
@@ -197,22 +196,6 @@ class InboundService:
             except StoreUnavailable as exc:
                 results.append(exc)
         return results
-
-    def _enqueue(self, message_id: uuid.UUID) -> None:
-        try:
-            with tracer.start_as_current_span("enqueue"):
-                self._queue.enqueue_extraction(message_id)
-        except QueueUnavailable:
-            # The row is committed and stays RECEIVED: the sweeper enqueues it later.
-            log.warning(
-                "queue unavailable; left for the sweeper", extra={"message_id": str(message_id)}
-            )
-        except Exception:
-            # Durable already: an unexpected queue error must not turn the 250 into
-            # a 4xx. The sweeper finds the RECEIVED row.
-            log.exception(
-                "enqueue failed; left for the sweeper", extra={"message_id": str(message_id)}
-            )
 
 
 @dataclass(slots=True)

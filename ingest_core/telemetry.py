@@ -64,6 +64,13 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
+def traceparent_of(span: trace.Span) -> str | None:
+    """The W3C traceparent naming ``span`` (None when it is not recorded)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent")
+
+
 def link_from(traceparent: str | None) -> list[trace.Link]:
     """A span link to the span a carried traceparent names (none if absent)."""
     if not traceparent:

@@ -363,6 +363,11 @@ class MemoryJobQueue:
             raise QueueUnavailable("queue unavailable (fake)")
         self.jobs.append(message_id)
 
+    def enqueue_extractions(self, jobs: Sequence[tuple[uuid.UUID, str | None]]) -> None:
+        if self.failing:
+            raise QueueUnavailable("queue unavailable (fake)")
+        self.jobs.extend(message_id for message_id, _ in jobs)
+
 
 class MemoryAuditLog:
     """``AuditLog`` in a list (tests)."""

@@ -21,6 +21,7 @@ from ingest_core.telemetry import current_traceparent
 
 if TYPE_CHECKING:
     import uuid
+    from collections.abc import Sequence
 
 DEFAULT_NAME = "ingest"
 
@@ -71,6 +72,13 @@ class _NormalSyncStorage(SqliteStorage):  # type: ignore[misc]
         conn.execute("pragma synchronous=NORMAL")
         return conn
 
+    def enqueue_many(self, items: Sequence[tuple[bytes, int | None]]) -> None:
+        """Several jobs (serialised task, priority) in one transaction, as
+        ``enqueue`` writes one."""
+        rows = [(self.name, self.to_blob(data), priority or 0) for data, priority in items]
+        with self.db(commit=True) as cursor:
+            cursor.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
+
 
 class _QueueHuey(SqliteHuey):  # type: ignore[misc]
     storage_class = _NormalSyncStorage
@@ -119,4 +127,25 @@ class HueyJobQueue:
         except (sqlite3.Error, redis.RedisError, HueyException, OSError) as exc:
             raise QueueUnavailable(
                 f"could not enqueue extraction of {message_id} ({type(exc).__name__})"
+            ) from exc
+
+    def enqueue_extractions(self, jobs: Sequence[tuple[uuid.UUID, str | None]]) -> None:
+        """The SQLite queue takes them in one transaction (one lock, one commit,
+        not one each); others one by one."""
+        tasks = [
+            self._task.s(str(message_id), traceparent=traceparent)
+            if traceparent
+            else self._task.s(str(message_id))
+            for message_id, traceparent in jobs
+        ]
+        try:
+            storage = self.huey.storage
+            if isinstance(storage, _NormalSyncStorage):
+                storage.enqueue_many([(self.huey.serialize_task(t), t.priority) for t in tasks])
+            else:
+                for task in tasks:
+                    self.huey.enqueue(task)
+        except (sqlite3.Error, redis.RedisError, HueyException, OSError) as exc:
+            raise QueueUnavailable(
+                f"could not enqueue {len(tasks)} extractions ({type(exc).__name__})"
             ) from exc

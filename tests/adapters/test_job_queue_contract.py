@@ -83,6 +83,38 @@ def test_enqueued_ids_reach_the_task_in_order(harness: Harness) -> None:
     assert harness.run_pending() == [str(i) for i in ids]
 
 
+def test_a_batch_of_jobs_reaches_the_task_in_order(harness: Harness) -> None:
+    first = uuid.uuid4()
+    harness.queue.enqueue_extraction(first)
+    batch = [uuid.uuid4() for _ in range(5)]
+    harness.queue.enqueue_extractions([(message_id, None) for message_id in batch])
+    harness.queue.enqueue_extractions([])
+    assert harness.run_pending() == [str(i) for i in [first, *batch]]
+
+
+def test_a_batch_to_an_unreachable_queue_raises_queue_unavailable(
+    broken_queue: JobQueue,
+) -> None:
+    with pytest.raises(QueueUnavailable):
+        broken_queue.enqueue_extractions([(uuid.uuid4(), None), (uuid.uuid4(), None)])
+
+
+def test_a_batch_carries_each_job_s_traceparent(tmp_path: Path) -> None:
+    huey = huey_from_url(None, tmp_path / "queue.db", results=False)
+    seen: list[tuple[str, str | None]] = []
+
+    @huey.task(name="ingest.extract")
+    def extract(message_id: str, traceparent: str | None = None) -> None:
+        seen.append((message_id, traceparent))
+
+    jobs = [(uuid.uuid4(), f"00-{n:032x}-{n:016x}-01") for n in range(1, 4)]
+    HueyJobQueue(huey, extract).enqueue_extractions([*jobs, (uuid.uuid4(), None)])
+    while (task := huey.dequeue()) is not None:
+        huey.execute(task)
+    assert seen[:3] == [(str(message_id), parent) for message_id, parent in jobs]
+    assert seen[3][1] is None
+
+
 def test_enqueueing_twice_runs_twice(harness: Harness) -> None:
     """The queue does not deduplicate; the task's claim makes a rerun harmless."""
     message_id = uuid.uuid4()

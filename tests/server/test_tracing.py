@@ -84,3 +84,41 @@ def test_extraction_span_links_to_the_accept_span(
     assert enqueue.parent is not None
     assert enqueue.parent.span_id == accept.context.span_id
     assert extract.context.trace_id != accept.context.trace_id  # its own trace, linked
+
+
+def test_jobs_of_a_batch_carry_their_own_enqueue_spans(
+    spans: InMemorySpanExporter, data_dir, pg_url: str
+) -> None:
+    """A batch's jobs go to the queue in one write; each keeps an ``enqueue``
+    span under its own message's ``accept`` span, and its job names that span."""
+    from ingest_core.bootstrap import open_app
+    from ingest_core.ports import Delivery, Envelope
+    from ingest_core.settings import Settings
+    from ingest_core.spool import Spool
+
+    settings = Settings(data_dir=data_dir, database_url=pg_url, domains=(DOMAIN,))
+    with open_app(settings) as app:
+        app.admin.add("acme", "Acme")
+        decision = app.service.check_recipient(f"orders+acme@{DOMAIN}", False)
+        envelope = Envelope(mail_from="buyer@customer.example", recipients=(decision,))
+        deliveries = [
+            Delivery(envelope, Spool.from_bytes(f"Subject: n{n}\r\n\r\nbody {n}\r\n".encode()))
+            for n in range(3)
+        ]
+        batch = app.service.accept_batch(deliveries)
+        assert [o.reply.code for [o] in batch.outcomes] == [250, 250, 250]
+        app.service.schedule(batch.jobs)
+        tasks = []
+        while (task := app.huey.dequeue()) is not None:
+            tasks.append(task)
+
+    finished = spans.get_finished_spans()
+    accepts = [s for s in finished if s.name == "accept"]
+    enqueues = [s for s in finished if s.name == "enqueue"]
+    assert len(accepts) == len(enqueues) == len(tasks) == 3
+    by_id = {s.context.span_id: s for s in accepts}
+    parents = [s.parent.span_id for s in enqueues if s.parent is not None]
+    assert sorted(parents) == sorted(by_id)  # one enqueue under each accept
+    carried = [task.kwargs["traceparent"].split("-")[2] for task in tasks]
+    assert carried == [f"{s.context.span_id:016x}" for s in enqueues]
+    assert [task.args[0] for task in tasks] == [str(job.message_id) for job in batch.jobs]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -131,8 +132,14 @@ def test_local_folder_mounted_read_only(
         mounted = True
 
     def repair_it() -> None:
+        # The server keeps trying to write while the fault lasts: umount can find
+        # the mount busy for the moment a write holds a folder open.
         nonlocal mounted
-        subprocess.run(["umount", str(objects)], check=True)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["umount", str(objects)], check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not unmount {objects}")
+            time.sleep(0.05)
         mounted = False
 
     try:

@@ -20,6 +20,7 @@ import ctypes
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -111,47 +112,35 @@ class LocalObjectStore:
         errors: list[StoreUnavailable | None] = [None] * len(items)
         staged: list[tuple[int, str, Path]] = []  # (item, temporary file, final path)
         folders: dict[Path, None] = {}
-        try:
-            # Opened before the writes: syncfs reports write-back errors on the
-            # file system since this descriptor was opened.
-            root_fd = self._open_root(folders)
-        except OSError as exc:
-            failed = _failure("opening the folder", exc)
-            return [failed] * len(items)
+        # A folder of the file system, opened before the first write: syncfs
+        # reports the write-back errors on the file system since it was opened.
+        anchor: int | None = None
         try:
             for index, (key, spool) in enumerate(items):
                 try:
-                    temp, path = self._stage(key, spool, folders)
+                    path = self._path(key)
+                    if _size_or_none(path) == spool.size:
+                        folders[path.parent] = None  # its entry may predate a failed sync
+                        continue
+                    created = _make_dirs(path.parent)
+                    folders.update(dict.fromkeys([path.parent, *(m.parent for m in created)]))
+                    if anchor is None:
+                        anchor = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                    with spool.open() as source:
+                        temp = _write_temporary(path, source, spool.size, sync=False)
                 except StoreUnavailable as exc:
                     errors[index] = exc
                     continue
                 except OSError as exc:
                     errors[index] = _failure(f"writing {key}", exc)
                     continue
-                if temp is not None:
-                    staged.append((index, temp, path))
-            if staged:
-                self._commit(staged, errors, lambda: syncfs(root_fd))
+                staged.append((index, temp, path))
+            if staged and anchor is not None:
+                self._commit(staged, errors, partial(syncfs, anchor))
         finally:
-            os.close(root_fd)
+            if anchor is not None:
+                os.close(anchor)
         return _sync_folders(list(folders), errors)
-
-    def _open_root(self, folders: dict[Path, None]) -> int:
-        created = _make_dirs(self.root)
-        folders.update(dict.fromkeys(made.parent for made in created))
-        return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-
-    def _stage(self, key: str, spool: Spool, folders: dict[Path, None]) -> tuple[str | None, Path]:
-        """The object's bytes in a temporary file beside its final path (None:
-        already there); its folders are noted for the sync."""
-        path = self._path(key)
-        if _size_or_none(path) == spool.size:
-            folders[path.parent] = None  # its folder entry may predate a failed sync
-            return None, path
-        created = _make_dirs(path.parent)
-        folders.update(dict.fromkeys([path.parent, *(made.parent for made in created)]))
-        with spool.open() as source:
-            return _write_temporary(path, source, spool.size, sync=False), path
 
     @staticmethod
     def _commit(

@@ -8,8 +8,10 @@ import base64
 import uuid
 from typing import TYPE_CHECKING
 
+from ingest_core.automated import AutomatedCheck
 from ingest_core.extraction import extract_message
 from ingest_core.ports import Envelope
+from ingest_core.sender import SenderCheck
 from ingest_core.spool import Spool
 
 if TYPE_CHECKING:
@@ -63,14 +65,27 @@ def hostile(beacon: str) -> bytes:
 
 
 def deliver(app: App, slug: str, raw: bytes, *, extract: bool = True) -> uuid.UUID:
+    """Accepted as the LMTP server would accept it from Postfix (XFORWARD names
+    the client), then extracted as the worker extracts it: the sender check (the
+    suite's DNS stub answers) and the automated-mail check included."""
     decision = app.service.check_recipient(f"orders+{slug}@{DOMAIN}", False)
-    [outcome] = app.service.accept(
-        Envelope(mail_from="buyer@shop.example", recipients=(decision,)), Spool.from_bytes(raw)
-    )
+    envelope = Envelope(
+        mail_from="buyer@shop.example",
+        recipients=(decision,),
+        lhlo="mx.postfix.example",
+        xforward={"ADDR": "192.0.2.7", "NAME": "mail.shop.example", "HELO": "mail.shop.example",
+                  "IDENT": "4Q1xZk2Lm9"},
+    )  # fmt: skip
+    [outcome] = app.service.accept(envelope, Spool.from_bytes(raw))
     assert outcome.message_id is not None
     if extract:
         extract_message(
-            outcome.message_id, repo=app.repository, store=app.store, config=app.extraction
+            outcome.message_id,
+            repo=app.repository,
+            store=app.store,
+            config=app.extraction,
+            sender=SenderCheck(app.verifier(), app.sender_rules),
+            automated=AutomatedCheck(app.automated_policies),
         )
     return outcome.message_id
 

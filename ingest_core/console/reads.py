@@ -41,7 +41,8 @@ class ConsoleReads(Protocol):
     ) -> dict[str, Any] | None: ...
 
     def tenants(self, org_slug: str | None) -> list[dict[str, Any]]:
-        """Each tenant with its policy, retention and ``counts`` {status: (24 h, 7 d)}."""
+        """Each tenant with its policies (sender; ``held_kinds``: the automated
+        kinds it holds), retention and ``counts`` {status: (24 h, 7 d)}."""
         ...
 
     def tenant_slugs(self) -> list[str]: ...

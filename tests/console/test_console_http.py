@@ -157,6 +157,7 @@ async def test_filters_paging_and_the_message_page(console) -> None:
     tenants = (await client.get("/console/tenants")).text
     assert "<svg" in tenants
     assert "55 / 55" in tenants
+    assert "auto-reply, bounce, feedback-report, list" in tenants  # the default holds
     assert "1 / 1" in tenants
 
 

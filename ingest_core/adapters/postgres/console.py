@@ -58,6 +58,12 @@ SELECT o.slug, o.name, o.status, o.sender_policy, o.retention_days, o.retention_
 FROM organization o WHERE %(org)s::text IS NULL OR o.slug = %(org)s ORDER BY o.slug
 """
 
+_HELD_KINDS = """
+SELECT o.slug, p.kind FROM tenant_automated_policy p JOIN organization o ON o.id = p.org_id
+WHERE p.action = 'hold' AND (%(org)s::text IS NULL OR o.slug = %(org)s)
+ORDER BY p.kind
+"""
+
 _COUNTS = """
 SELECT o.slug, m.status,
        count(*) FILTER (WHERE m.received_at >= now() - interval '24 hours') AS day,
@@ -160,11 +166,16 @@ class PostgresConsoleReads:
         ):
             tenants = [dict(row) for row in cur.execute(_TENANTS, {"org": org_slug}).fetchall()]
             counts = cur.execute(_COUNTS, {"org": org_slug}).fetchall()
+            held = cur.execute(_HELD_KINDS, {"org": org_slug}).fetchall()
         by_slug: dict[str, dict[str, tuple[int, int]]] = {}
         for row in counts:
             by_slug.setdefault(row["slug"], {})[row["status"]] = (row["day"], row["week"])
+        held_by_slug: dict[str, list[str]] = {}
+        for row in held:
+            held_by_slug.setdefault(row["slug"], []).append(row["kind"])
         for tenant in tenants:
             tenant["counts"] = by_slug.get(tenant["slug"], {})
+            tenant["held_kinds"] = held_by_slug.get(tenant["slug"], [])
         return tenants
 
     def tenant_slugs(self) -> list[str]:

@@ -74,6 +74,7 @@ def test_report_marks_targets() -> None:
     }
     verdicts = report.verdicts(results)
     assert verdicts["small: accepted msg/s (100 conns)"] == "pass"
+    assert verdicts["small: rate against the seed design, msg/s (100 conns)"] == "miss"  # 1.25x
     assert verdicts["small: accept latency p95 (ms)"] == "miss"
     assert verdicts["small: share of storage ceiling (1000.0 msg/s)"] == "miss"
     table = report.markdown(results)

@@ -8,8 +8,10 @@ object is missing) and duplicates (a message with more than one row).
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,7 +26,6 @@ from tests.procs import MotoServer
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
-    from pathlib import Path
 
 _RESULTS = pytest.StashKey[list[ScenarioResult]]()
 
@@ -62,6 +63,21 @@ class OwnPostgres:
 
     def start(self) -> None:
         assert self.server.start() == self.url
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and its backends: alive, answering nothing."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, number: signal.Signals) -> None:
+        postmaster = int((self.server.folder / "postmaster.pid").read_text().split()[0])
+        family = [postmaster]
+        for task in Path(f"/proc/{postmaster}/task").glob("*/children"):
+            family += [int(child) for child in task.read_text().split()]
+        for pid in family:
+            os.kill(pid, number)
 
 
 @pytest.fixture

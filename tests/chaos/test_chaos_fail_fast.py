@@ -106,6 +106,57 @@ def test_postgres_stopped_gives_451_within_2_s(
     )
 
 
+def test_postgres_paused_opens_the_breaker_then_451_within_2_s(
+    own_postgres: OwnPostgres, data_dir: Path, record_scenario: RecordScenario
+) -> None:
+    """SIGSTOP on the server behind the Unix socket: no keepalive or
+    statement_timeout ends a call, the pool's watchdog does (store timeout 3 s).
+    The first deliveries wait that deadline; once the breaker is open (after 3
+    failures here) every delivery gets its 451 within 2 s; the breaker's probe
+    closes it once the server runs again."""
+    env = ingest_env(
+        data_dir,
+        own_postgres.url,
+        INGEST_STORE_TIMEOUT_S="3",
+        INGEST_TENANT_CACHE_S="600",
+        INGEST_BREAKER_FAILURES="3",
+    )
+    server = IngestServer(env, data_dir / "serve.log")
+    server.start()
+    waited: list[Attempt] = []
+    try:
+        warm = _deliveries("pg-paused-warm", 2)
+        assert [deliver_once(server.port, d).code for d in warm] == [250, 250]
+        own_postgres.pause()
+        first = _deliveries("pg-paused-first", 6)
+        for delivery in first:  # until the breaker answers
+            waited.append(deliver_once(server.port, delivery))
+            if _seconds(waited[-1]) < BOUND_S:
+                break
+        summary = [(a.code, round(_seconds(a), 1)) for a in waited]
+        assert all(a.code == 451 for a in waited), summary
+        assert max(_seconds(a) for a in waited) < 15, summary  # a deadline or two, not for ever
+        assert _seconds(waited[-1]) < BOUND_S, summary  # the breaker opened
+        fast = _deliveries("pg-paused-fast", 8)
+        attempts = [deliver_once(server.port, d) for d in fast]
+        _all_fast_451(attempts, "4.3.0")
+        own_postgres.resume()
+        wait_for(lambda: deliver_once(server.port, fast[0]).code == 250, "the probe to close it")
+        resend_unacknowledged(server.port, first + fast)
+    finally:
+        own_postgres.resume()
+        server.stop()
+    result = audit(
+        warm + first + fast, fetch_rows(own_postgres.url), local_reader(data_dir / "objects")
+    )
+    assert result.clean, result.explain()
+    note = (
+        f"{len(waited)} waited up to {max(_seconds(a) for a in waited):.1f} s; then 8 deliveries"
+        f" all 451 4.3.0, slowest {max(_seconds(a) for a in attempts):.2f} s; closed by the probe"
+    )
+    record_scenario(ScenarioResult.of("Postgres paused: breaker opens", result, note))
+
+
 def _s3_server(data_dir: Path, acme_db: str, moto: MotoServer, store_timeout: str) -> tuple:
     bucket = f"fast-{uuid.uuid4().hex[:12]}"
     moto.create_bucket(bucket)

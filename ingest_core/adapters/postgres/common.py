@@ -9,7 +9,10 @@ deadline, all derived from ``Settings.store_timeout_s``:
 - a query the server is slow to run: ``statement_timeout`` (server side);
 - a server or network that silently disappears mid-query: TCP keepalives and
   ``tcp_user_timeout`` (client side; ignored on Unix sockets, where the kernel
-  reports a dead peer at once).
+  reports a dead peer at once);
+- a server that stops answering but stays alive (paused) on a Unix socket:
+  the pool's watchdog (``deadline.py``) cuts a use that asked for a deadline,
+  and the check of a connection taken from the pool, after ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ingest_core.adapters.postgres.deadline import Watchdog
 from ingest_core.breaker import CircuitOpen
 from ingest_core.errors import StoreUnavailable, Unavailable
 from ingest_core.text import storable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from ingest_core.breaker import Breaker
 
@@ -97,9 +101,16 @@ class Pool(ConnectionPool[psycopg.Connection[Any]]):
         *,
         breaker: Breaker | None = None,
         patience_s: float | None = None,
+        use_deadline_s: float | None = None,
         **options: Any,
     ) -> None:
         self.breaker = breaker
+        # The client-side deadline of a use that asks for one (``deadline=True``)
+        # and of the check of a connection taken from the pool.
+        self._use_deadline_s = use_deadline_s
+        self._watchdog = Watchdog()
+        if use_deadline_s is not None and options.get("check") is not None:
+            options["check"] = self._guarded_check(options["check"], use_deadline_s)
         # How long a call may wait for a connection while nothing says the
         # database is unreachable (the pool busy, or still connecting on a slow
         # machine); the pool's own ``timeout`` is how often that is asked.
@@ -128,19 +139,46 @@ class Pool(ConnectionPool[psycopg.Connection[Any]]):
         return failure[1] if stats.get("pool_available", 0) == 0 else None
 
     @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+    def connection(
+        self, timeout: float | None = None, *, deadline: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection. With ``deadline``, a use that outlasts the pool's
+        ``use_deadline_s`` has its connection cut and fails as a ``timeout``
+        (for the calls a delivery waits on: a stopped server must not hold
+        them for ever)."""
         if self.breaker is not None:
             self.breaker.before_call()
         try:
             if self.known_unreachable() is not None:
                 self._probe()
             with contextlib.ExitStack() as stack:
-                yield self._acquire(stack, timeout)
+                conn = self._acquire(stack, timeout)
+                if not deadline or self._use_deadline_s is None:
+                    yield conn
+                else:
+                    with self._watchdog.guard(conn, self._use_deadline_s) as guard:
+                        try:
+                            yield conn
+                        except psycopg.Error as exc:
+                            if guard.fired:
+                                raise PoolUnreachable("timeout") from exc
+                            raise
         except BaseException as exc:
             self._count(exc)
             raise
         if self.breaker is not None:
             self.breaker.succeeded()
+
+    def _guarded_check(
+        self, check: Callable[[psycopg.Connection[Any]], None], seconds: float
+    ) -> Callable[[psycopg.Connection[Any]], None]:
+        """The pool's check of a connection it hands out, within ``seconds``."""
+
+        def guarded(conn: psycopg.Connection[Any]) -> None:
+            with self._watchdog.guard(conn, seconds):
+                check(conn)
+
+        return guarded
 
     def _acquire(
         self, stack: contextlib.ExitStack, timeout: float | None
@@ -252,6 +290,7 @@ def open_pool(
         conninfo,
         breaker=breaker,
         patience_s=timeout_s,
+        use_deadline_s=timeout_s,
         kwargs=connection_options(timeout_s, conninfo),
         min_size=min_size,
         max_size=max_size,

@@ -60,7 +60,7 @@ GROUP BY o.slug, v.check_name, v.result
 
 def ping(pool: Pool, timeout_s: float) -> None:
     """``SELECT 1`` through the pool within ``timeout_s``; raises StoreUnavailable."""
-    with database_errors("ping"), pool.connection(timeout=timeout_s) as conn:
+    with database_errors("ping"), pool.connection(timeout=timeout_s, deadline=True) as conn:
         _limit_statement(conn, timeout_s)
         conn.execute("SELECT 1").fetchone()
 

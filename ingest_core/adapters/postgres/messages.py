@@ -74,13 +74,16 @@ class PostgresMessageRepository:
         emit(conn, [message_id], kind, self._api_url)
 
     def record_received(self, message: NewMessage) -> Recorded:
-        with database_errors("record message"), self._pool.connection() as conn:
+        with database_errors("record message"), self._pool.connection(deadline=True) as conn:
             return self._record(conn, [message])[0]
 
     def record_many(self, messages: Sequence[NewMessage]) -> list[Recorded]:
         """Several messages in one transaction and one commit (group commit)."""
         try:
-            with database_errors("record messages"), self._pool.connection() as conn:
+            with (
+                database_errors("record messages"),
+                self._pool.connection(deadline=True) as conn,
+            ):
                 return self._record(conn, messages)
         except StoreUnavailable as exc:
             if isinstance(exc.__cause__, psycopg.errors.DataError | psycopg.errors.IntegrityError):

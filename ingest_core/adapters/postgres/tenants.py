@@ -21,7 +21,7 @@ class PostgresTenantDirectory:
     def resolve(self, slug: str) -> Tenant | None:
         with (
             database_errors("tenant lookup", DirectoryUnavailable),
-            self._pool.connection() as conn,
+            self._pool.connection(deadline=True) as conn,
         ):
             row = conn.execute(
                 "SELECT id, slug, name, status FROM organization WHERE slug = %s", (slug,)

@@ -37,6 +37,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 fi
+step "$(dpkg-query -W -f='${Package} ${Version}, ' podman runc netavark aardvark-dns | sed 's/, $//')"
 if [ "$(id -u)" != 0 ]; then
     echo "containers: the stage runs podman as root (rootful networking, port forwarding)" >&2
     exit 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -60,6 +61,10 @@ class Session:
         self.lhlo: str | None = None
         self.xforward: dict[str, str] = {}
         self.command_deadline: float | None = None
+        # The socket's descriptor for replies sent without waiting (None: not a socket).
+        self._fd: int | None = (
+            stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -139,11 +144,28 @@ class Session:
         out = self.conn.data_to_send()
         if not out:
             return True
+        sent = self._send_now(out)
+        if sent == len(out):
+            return True
         with trio.move_on_after(self.config.command_timeout_s):
-            await self.stream.send_all(out)
+            await self.stream.send_all(out[sent:])
             return True
         log.info("peer not reading; closing", extra={"peer": peer_text(self.peer)})
         return False
+
+    def _send_now(self, out: bytes) -> int:
+        """As much of ``out`` as the socket takes without waiting (replies are
+        small: nearly always all of it), written straight to its descriptor; the
+        rest goes through the stream. Saves a scheduler round trip and a cancel
+        scope per reply; the session still yields at every read and batch."""
+        if self._fd is None:
+            return 0
+        try:
+            return os.write(self._fd, out)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"send failed ({type(exc).__name__})") from exc
 
     async def on_event(self, event: object) -> None:
         match event:

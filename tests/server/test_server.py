@@ -6,8 +6,10 @@ import hashlib
 import os
 import smtplib
 
+import pytest
 import trio
 
+from lmtpd.session import Session
 from tests.server.conftest import DOMAIN
 from tests.server.rawclient import RawClient
 
@@ -210,6 +212,48 @@ async def test_command_timeout_gives_421(start_server, autojump_clock) -> None:
     code, lines = await client.reply()
     assert (code, lines[0][4:9]) == (421, b"4.4.2")
     assert await client.closed()
+
+
+async def test_replies_to_a_slow_reader_stay_whole_and_in_order(
+    start_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies go straight to the socket when it takes them; when it takes only
+    part (a peer that reads slowly), the rest follows through the stream. The
+    peer gets every reply whole, in order, none lost or cut into another."""
+    sent_now: list[tuple[int, int]] = []  # (written at once, reply bytes)
+    original = Session._send_now
+
+    def recording(self: Session, out: bytes) -> int:
+        written = original(self, out)
+        sent_now.append((written, len(out)))
+        return written
+
+    monkeypatch.setattr(Session, "_send_now", recording)
+    h = await start_server()
+    client = await RawClient.connect(h.address)
+    await client.hello()
+    await client.send(b"LHLO peer.example\r\n")
+    assert await client.code() == 250
+    count = 100_000
+    received = bytearray(client.buffer)
+
+    async def read_slowly() -> None:
+        while received.count(b"\r\n") < count:
+            chunk = await client.stream.receive_some(4096)
+            assert chunk, "closed early"
+            received.extend(chunk)
+            await trio.sleep(0.0005)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_slowly)
+            await client.send(b"NOOP\r\n" * count)
+    lines = bytes(received).split(b"\r\n")
+    assert lines[-1] == b""
+    assert len(lines) - 1 == count
+    assert set(lines[:-1]) == {lines[0]}
+    assert lines[0].startswith(b"250 ")
+    assert any(written < size for written, size in sent_now)  # the stream finished some
 
 
 async def test_slow_data_hits_the_data_timeout(start_server, autojump_clock) -> None:

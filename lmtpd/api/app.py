@@ -10,9 +10,7 @@ object's size), with ``Range`` through the reader's ``seek``.
 # annotations at run time, and some name objects local to build_api.
 import ipaddress
 import logging
-import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -32,6 +30,7 @@ from ingest_core.model import AutomatedKind, MessageStatus
 from ingest_core.ports import BlobStore, TenantReads
 from ingest_core.settings import Network
 from lmtpd.api.admin import AdminSources, Refused, add_admin_routes
+from lmtpd.api.failures import RecentFailures
 from lmtpd.api.parts import Unsatisfiable, content_disposition, parse_range, problem
 
 log = logging.getLogger("ingest.api")
@@ -44,30 +43,6 @@ class ApiConfig:
     trusted_proxies: tuple[Network, ...] = ()
     failures_per_minute: int = 20  # failed authentications per client address
     worker_threads: int = 16
-
-
-class _Failures:
-    """Failed authentications per client address in the last minute."""
-
-    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self._clock = limit, clock
-        self._seen: dict[str, deque[float]] = {}
-
-    def blocked(self, address: str) -> bool:
-        seen = self._seen.get(address)
-        if not seen:
-            return False
-        cutoff = self._clock() - 60.0
-        while seen and seen[0] < cutoff:
-            seen.popleft()
-        if not seen:
-            del self._seen[address]
-        return len(seen) >= self.limit
-
-    def add(self, address: str) -> None:
-        if len(self._seen) > 100_000:  # bounded under a flood of addresses
-            self._seen.clear()
-        self._seen.setdefault(address, deque()).append(self._clock())
 
 
 class _Problem(Exception):
@@ -102,7 +77,7 @@ def build_api(
 ) -> FastAPI:
     """The tenant endpoints, and with ``admin`` the provisioning ones."""
     limiter = trio.CapacityLimiter(config.worker_threads)
-    failures = _Failures(config.failures_per_minute)
+    failures = RecentFailures(config.failures_per_minute)
     auth_failures = Counter(
         "ingest_api_auth_failures",
         "Tenant API requests refused for authentication: missing, invalid or limited.",

@@ -16,11 +16,12 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from lmtpd.api.failures import RecentFailures
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -136,25 +137,8 @@ def csrf_matches(session: Session, submitted: object) -> bool:
     return isinstance(submitted, str) and hmac.compare_digest(session.csrf, submitted)
 
 
-class SignInFailures:
+class SignInFailures(RecentFailures):
     """Failed sign-ins per client address in the last minute (bounded memory)."""
 
     def __init__(self, limit: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self._clock = limit, clock
-        self._seen: dict[str, deque[float]] = {}
-
-    def blocked(self, address: str) -> bool:
-        seen = self._seen.get(address)
-        if not seen:
-            return False
-        cutoff = self._clock() - 60.0
-        while seen and seen[0] < cutoff:
-            seen.popleft()
-        if not seen:
-            del self._seen[address]
-        return len(seen) >= self.limit
-
-    def add(self, address: str) -> None:
-        if len(self._seen) > 100_000:
-            self._seen.clear()
-        self._seen.setdefault(address, deque()).append(self._clock())
+        super().__init__(limit, clock)

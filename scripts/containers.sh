@@ -11,8 +11,9 @@
 #      stack's Postgres + Redis image (tests/containers/services), all on that base
 #   5. pytest -m containers tests/containers (extra arguments go to pytest)
 #
-# INGEST_CONTAINERS_KEEP_BASE=1 reuses a base image made by an earlier run (for
-# iterating on the images by hand; CI never sets it).
+# The images are removed at the end, so that nothing carries over to the next run
+# (and no disk fills up). INGEST_CONTAINERS_KEEP=1 keeps them and reuses the base
+# image of an earlier run: for iterating on the images by hand; CI never sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -45,8 +46,18 @@ fi
 
 # This kernel's cgroup layout defeats crun and systemd cgroups, and the default
 # ulimits fail setrlimit in a container: runc, cgroupfs, no default ulimits.
+tag=ci
+base=localhost/order-ingest-base:$tag
+images=("localhost/order-ingest:$tag" "localhost/order-ingest-postfix:$tag"
+    "localhost/order-ingest-test-services:$tag")
 work=$(mktemp -d /var/tmp/ingest-containers.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+    if [ "${INGEST_CONTAINERS_KEEP:-}" != 1 ]; then
+        podman rmi --force "${images[@]}" "$base" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 cat > "$work/containers.conf" <<'EOF'
 [containers]
 default_ulimits = []
@@ -61,9 +72,7 @@ network_backend = "netavark"
 EOF
 export CONTAINERS_CONF="$work/containers.conf"
 
-tag=ci
-base=localhost/order-ingest-base:$tag
-if [ "${INGEST_CONTAINERS_KEEP_BASE:-}" = 1 ] && podman image exists "$base"; then
+if [ "${INGEST_CONTAINERS_KEEP:-}" = 1 ] && podman image exists "$base"; then
     step "reusing $base"
 else
     step "debootstrap bookworm for $base"
@@ -85,17 +94,18 @@ build() {
     local image=$1 context=$2
     shift 2
     step "building $image"
-    podman build --quiet --format docker --network host --build-arg "BASE_IMAGE=$base" \
-        --tag "$image" "$@" "$context" >"$work/build.log" 2>&1 \
+    # --layers=false: no intermediate images left behind (nothing is reused later).
+    podman build --quiet --format docker --layers=false --network host \
+        --build-arg "BASE_IMAGE=$base" --tag "$image" "$@" "$context" >"$work/build.log" 2>&1 \
         || { tail -40 "$work/build.log" >&2; exit 1; }
 }
-build "localhost/order-ingest:$tag" .
-build "localhost/order-ingest-postfix:$tag" deploy/postfix
-build "localhost/order-ingest-test-services:$tag" tests/containers/services
+build "${images[0]}" .
+build "${images[1]}" deploy/postfix
+build "${images[2]}" tests/containers/services
 
-export INGEST_STACK_INGEST_IMAGE="localhost/order-ingest:$tag"
-export INGEST_STACK_POSTFIX_IMAGE="localhost/order-ingest-postfix:$tag"
-export INGEST_STACK_SERVICES_IMAGE="localhost/order-ingest-test-services:$tag"
+export INGEST_STACK_INGEST_IMAGE="${images[0]}"
+export INGEST_STACK_POSTFIX_IMAGE="${images[1]}"
+export INGEST_STACK_SERVICES_IMAGE="${images[2]}"
 step "the stack scenarios"
 status=0
 "$venv/python" -m pytest -m containers tests/containers -v -rP -p no:randomly "$@" || status=$?

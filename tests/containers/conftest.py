@@ -16,7 +16,7 @@ import pytest
 from container_stack import Stack, running_stack
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
 
 def _images() -> dict[str, str]:
@@ -42,3 +42,15 @@ def _images() -> dict[str, str]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(_images(), tmp_path_factory.mktemp("stack")) as running:
         yield running
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed scenario's report carries the containers' last log lines."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when == "call" and report.failed and isinstance(stack, Stack):
+        report.sections.append(("container logs", stack.log_tails()))
+    return report

@@ -64,6 +64,13 @@ class Stack:
     dns: StubDns
     images: dict[str, str]
 
+    def log_tails(self, lines: int = 40) -> str:
+        """The last lines of each of our containers' logs, for a failure report."""
+        return "\n".join(
+            f"----- {c.name}\n" + "\n".join(c.logs().splitlines()[-lines:])
+            for c in (self.postfix, self.ingest, self.worker)
+        )
+
     def ingest_cli(self, *args: str) -> object:
         """An operator command inside the running ingest container, its JSON output."""
         return self.ingest.exec_json("ingest", *args, "--json")
@@ -189,6 +196,9 @@ def _start_ingest(
         "INGEST_DNS_SERVERS": dns.nameserver,
         "INGEST_DNS_TIMEOUT_S": "2",
         "INGEST_SHUTDOWN_GRACE_S": "5",
+        # RECEIVED rows whose job was lost (a kill after the 250) are swept after
+        # 5 s, not 10 minutes.
+        "INGEST_SWEEP_AGE_S": "5",
         "INGEST_SECRET_KEY": passwords["secret_key"],
     }
     # As compose.yaml runs it: read-only root, a private /tmp, port 24 unprivileged.

@@ -37,13 +37,15 @@ def podman(
     return result
 
 
-def wait_until(ready: Callable[[], bool], what: str, limit_s: float) -> None:
-    """Poll ``ready()`` every half second; a hang guard, not a timing assertion."""
+def wait_until(
+    ready: Callable[[], bool], what: str, limit_s: float, *, every_s: float = 0.5
+) -> None:
+    """Poll ``ready()``; a hang guard, not a timing assertion."""
     deadline = time.monotonic() + limit_s
     while not ready():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {limit_s} s waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(every_s)
 
 
 @dataclass

@@ -196,10 +196,15 @@ async def test_readyz_and_metrics_against_postgres_local_store_and_sqlite_queue(
         }
         codes = await trio.to_thread.run_sync(lmtp_send, lmtp, [ACME, f"orders+nobody@{DOMAIN}"])
         assert codes == [550, 250]
-        text = (await get(address, "/metrics")).text
+        # The job is enqueued after the reply (the row is the truth): wait for it.
+        for _ in range(500):
+            text = (await get(address, "/metrics")).text
+            if sample(text, "ingest_queue_depth") == 1:
+                break
+            await trio.sleep(0.02)
+        assert sample(text, "ingest_queue_depth") == 1
         assert sample(text, "ingest_lmtp_recipients_total", reason="ok", tenant="acme") == 1
         assert sample(text, "ingest_lmtp_recipients_total", reason="unknown_tenant") == 1
-        assert sample(text, "ingest_queue_depth") == 1
         assert sample(text, "ingest_messages", tenant="acme", status="RECEIVED") == 1
         assert sample(text, "ingest_messages", tenant="globex", status="RECEIVED") == 0
         assert len(samples(text, "ingest_messages")) == 2 * 5

@@ -265,6 +265,10 @@ def connection_options(timeout_s: float, conninfo: str = "") -> dict[str, Any]:
         # Unacknowledged data (a query sent to a vanished host) gives up after this.
         "tcp_user_timeout": max(1000, int(budget * 500)),
         "application_name": APPLICATION_NAME,
+        # Text as str whatever the database's encoding: a SQL_ASCII database (what
+        # initdb makes in a C locale) would otherwise hand every text value back
+        # as bytes.
+        "client_encoding": "UTF8",
     }
 
 

@@ -1,5 +1,6 @@
-"""Adapter-specific behaviour of the object stores: durability of the local
-store, streaming of large objects, key and size checks, URL parsing."""
+"""Adapter-specific behaviour of the object stores: streaming of large objects,
+key and size checks, URL parsing, S3 deadlines, stale temporary files (the
+local store's durability: test_local_store_durability.py)."""
 
 from __future__ import annotations
 

@@ -78,15 +78,12 @@ class LocalObjectStore:
             for folder in self._write(key, source, size):
                 self._folder_syncs.submit(folder)
         except OSError as exc:
-            raise StoreUnavailable(
-                f"local object store: writing {key} failed ({type(exc).__name__})",
-                cause=_os_cause(exc),
-            ) from exc
+            raise _failure(f"writing {key} failed", exc) from exc
 
     def put_many(self, items: Sequence[tuple[str, Spool]]) -> list[StoreUnavailable | None]:
         """Each object durable on return, or its error. Two or more: the bytes of
         all to temporary files, one ``syncfs``, the renames, then one fsync per
-        folder (2 + folders syncs for the batch instead of 2 per object)."""
+        folder (instead of two syncs per object)."""
         if len(items) <= 1:
             return self._put_each(items)
         if _syncfs is None:
@@ -118,12 +115,10 @@ class LocalObjectStore:
         try:
             for index, (key, spool) in enumerate(items):
                 try:
-                    path = self._path(key)
-                    if _size_or_none(path) == spool.size:
-                        folders[path.parent] = None  # its entry may predate a failed sync
+                    path, to_sync, needed = self._prepare(key, spool.size)
+                    folders.update(dict.fromkeys(to_sync))
+                    if not needed:
                         continue
-                    created = _make_dirs(path.parent)
-                    folders.update(dict.fromkeys([path.parent, *(m.parent for m in created)]))
                     if anchor is None:
                         anchor = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
                     with spool.open() as source:
@@ -132,7 +127,7 @@ class LocalObjectStore:
                     errors[index] = exc
                     continue
                 except OSError as exc:
-                    errors[index] = _failure(f"writing {key}", exc)
+                    errors[index] = _failure(f"writing {key} failed", exc)
                     continue
                 staged.append((index, temp, path))
             if staged and anchor is not None:
@@ -161,7 +156,7 @@ class LocalObjectStore:
             try:
                 os.replace(temp, path)
             except OSError as exc:
-                errors[index] = _failure(f"renaming {path.name}", exc)
+                errors[index] = _failure(f"renaming {path.name} failed", exc)
                 Path(temp).unlink(missing_ok=True)
 
     def _put_one(self, key: str, spool: Spool) -> tuple[StoreUnavailable | None, list[Path]]:
@@ -171,20 +166,24 @@ class LocalObjectStore:
         except StoreUnavailable as exc:
             return exc, []
         except OSError as exc:
-            error = StoreUnavailable(
-                f"local object store: writing {key} failed ({type(exc).__name__})",
-                cause=_os_cause(exc),
-            )
-            return error, []
+            return _failure(f"writing {key} failed", exc), []
 
     def _write(self, key: str, source: BinaryIO, size: int) -> list[Path]:
         """Write the object durably but for its folder entries; the folders to sync."""
+        path, folders, needed = self._prepare(key, size)
+        if needed:
+            self._write_atomically(path, source, size)
+        return folders
+
+    def _prepare(self, key: str, size: int) -> tuple[Path, list[Path], bool]:
+        """The object's path, the folders whose entries its put must sync, and
+        whether it must be written (not when it is there with its size; its
+        folder entry may still predate a failed sync). Makes missing folders."""
         path = self._path(key)
         if _size_or_none(path) == size:
-            return [path.parent]  # already there; its folder entry may predate a failed sync
+            return path, [path.parent], False
         created = _make_dirs(path.parent)
-        self._write_atomically(path, source, size)
-        return list(dict.fromkeys([path.parent, *(made.parent for made in created)]))
+        return path, list(dict.fromkeys([path.parent, *(m.parent for m in created)])), True
 
     @staticmethod
     def _write_atomically(path: Path, source: BinaryIO, size: int) -> None:

@@ -48,6 +48,7 @@ class Watchdog:
         self._tokens = itertools.count()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wakes_at: float | None = None  # when the thread looks next (None: not before told)
 
     @contextlib.contextmanager
     def guard(self, conn: psycopg.Connection[Any], seconds: float) -> Iterator[Guard]:
@@ -59,7 +60,10 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            # Wake the thread only for a deadline before the one it waits for: uses
+            # share one duration, so on a busy pool that is rarely, not every use.
+            if self._wakes_at is None or watched.due < self._wakes_at:
+                self._changed.notify()
         try:
             yield watched
         finally:
@@ -77,8 +81,10 @@ class Watchdog:
                         del self._watched[token]
                         watched.fired = True
                         sever(watched.conn)
-                due = min((w.due for w in self._watched.values()), default=None)
-                self._changed.wait(None if due is None else max(due - now, 0.001))
+                self._wakes_at = min((w.due for w in self._watched.values()), default=None)
+                self._changed.wait(
+                    None if self._wakes_at is None else max(self._wakes_at - now, 0.001)
+                )
 
 
 def sever(conn: psycopg.Connection[Any]) -> None:

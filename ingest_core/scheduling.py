@@ -9,24 +9,21 @@ an accepted message into a 4xx.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from ingest_core.errors import QueueUnavailable
-from ingest_core.telemetry import traceparent_of
+from ingest_core.telemetry import run_in, traceparent_of
 
 if TYPE_CHECKING:
-    import contextvars
     import uuid
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ingest_core.ports import Job, JobQueue
 
 log = logging.getLogger("ingest.accept")
 tracer = trace.get_tracer("ingest_core.service")
-
-T = TypeVar("T")
 
 
 def schedule(queue: JobQueue, jobs: Sequence[Job]) -> None:
@@ -34,7 +31,7 @@ def schedule(queue: JobQueue, jobs: Sequence[Job]) -> None:
     context (so its log lines and trace read as the accept's); several jobs in
     one queue write."""
     if len(jobs) == 1:
-        _run_in(jobs[0].context, _enqueue_one, queue, jobs[0].message_id)
+        run_in(jobs[0].context, _enqueue_one, queue, jobs[0].message_id)
     elif jobs:
         _enqueue_many(queue, jobs)
 
@@ -50,17 +47,17 @@ def _enqueue_one(queue: JobQueue, message_id: uuid.UUID) -> None:
 
 
 def _enqueue_many(queue: JobQueue, jobs: Sequence[Job]) -> None:
-    spans = [_run_in(job.context, tracer.start_span, "enqueue") for job in jobs]
+    spans = [run_in(job.context, tracer.start_span, "enqueue") for job in jobs]
     try:
         queue.enqueue_extractions(
             [(job.message_id, traceparent_of(span)) for job, span in zip(jobs, spans, strict=True)]
         )
     except QueueUnavailable:
         for job in jobs:
-            _run_in(job.context, _left_for_sweeper, job.message_id, failed=False)
+            run_in(job.context, _left_for_sweeper, job.message_id, failed=False)
     except Exception:
         for job in jobs:
-            _run_in(job.context, _left_for_sweeper, job.message_id, failed=True)
+            run_in(job.context, _left_for_sweeper, job.message_id, failed=True)
     finally:
         for span in spans:
             span.end()
@@ -74,9 +71,3 @@ def _left_for_sweeper(message_id: uuid.UUID, *, failed: bool) -> None:
         log.exception("enqueue failed; left for the sweeper", extra=extra)
     else:
         log.warning("queue unavailable; left for the sweeper", extra=extra)
-
-
-def _run_in(
-    context: contextvars.Context | None, fn: Callable[..., T], *args: object, **kwargs: object
-) -> T:
-    return context.run(fn, *args, **kwargs) if context is not None else fn(*args, **kwargs)

@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,13 +38,13 @@ from ingest_core.ports import (
     TenantDirectory,
 )
 from ingest_core.scheduling import schedule
+from ingest_core.telemetry import run_in
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from ingest_core.spool import Spool
 
-T = TypeVar("T")
 
 log = logging.getLogger("ingest.accept")
 tracer = trace.get_tracer("ingest_core.service")
@@ -158,7 +158,7 @@ class InboundService:
             for task in accepting.tasks:
                 if task.result is None:
                     task.result = puts.get(task.key)
-            jobs += _run_in(accepting.context, accepting.finish, started)
+            jobs += run_in(accepting.context, accepting.finish, started)
         return AcceptedBatch([a.outcomes for a in batch], jobs)
 
     def _put_objects(self, batch: Sequence[_Accepting]) -> dict[str, StoreUnavailable | None]:
@@ -307,10 +307,6 @@ def _timed() -> Iterator[_Window]:
         yield window
     finally:
         window.end = time.time_ns()
-
-
-def _run_in(context: contextvars.Context | None, fn: Callable[..., T], *args: object) -> T:
-    return context.run(fn, *args) if context is not None else fn(*args)
 
 
 def _decision_for(address: str, tenant: Tenant | None) -> RecipientDecision:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import propagate, trace
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    import contextvars
+    from collections.abc import Callable, Mapping
 
 log = logging.getLogger("ingest.telemetry")
+
+T = TypeVar("T")
 
 
 def configure_tracing(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
@@ -78,3 +81,11 @@ def link_from(traceparent: str | None) -> list[trace.Link]:
     context = propagate.extract({"traceparent": traceparent})
     span_context = trace.get_current_span(context).get_span_context()
     return [trace.Link(span_context)] if span_context.is_valid else []
+
+
+def run_in(
+    context: contextvars.Context | None, fn: Callable[..., T], *args: object, **kwargs: object
+) -> T:
+    """``fn`` in ``context`` (a delivery's: its current span and log fields), or
+    in the caller's when there is none."""
+    return context.run(fn, *args, **kwargs) if context is not None else fn(*args, **kwargs)

@@ -118,26 +118,23 @@ class HueyJobQueue:
         self._task = task
 
     def enqueue_extraction(self, message_id: uuid.UUID) -> None:
-        traceparent = current_traceparent()
         try:
-            if traceparent:
-                self._task(str(message_id), traceparent=traceparent)
-            else:
-                self._task(str(message_id))
+            self.huey.enqueue(self._job(message_id, current_traceparent()))
         except (sqlite3.Error, redis.RedisError, HueyException, OSError) as exc:
             raise QueueUnavailable(
                 f"could not enqueue extraction of {message_id} ({type(exc).__name__})"
             ) from exc
 
+    def _job(self, message_id: uuid.UUID, traceparent: str | None) -> Any:
+        """The extraction task for ``message_id``, carrying the trace context if any."""
+        if traceparent:
+            return self._task.s(str(message_id), traceparent=traceparent)
+        return self._task.s(str(message_id))
+
     def enqueue_extractions(self, jobs: Sequence[tuple[uuid.UUID, str | None]]) -> None:
         """The SQLite queue takes them in one transaction (one lock, one commit,
         not one each); others one by one."""
-        tasks = [
-            self._task.s(str(message_id), traceparent=traceparent)
-            if traceparent
-            else self._task.s(str(message_id))
-            for message_id, traceparent in jobs
-        ]
+        tasks = [self._job(message_id, traceparent) for message_id, traceparent in jobs]
         try:
             storage = self.huey.storage
             if isinstance(storage, _NormalSyncStorage):

@@ -254,3 +254,43 @@ def test_concurrent_puts_into_one_folder_share_its_sync(
     for name, syncs_before_return in returned.items():
         # some folder sync that had finished when the put returned saw its entry
         assert any(name in seen for seen in folder_syncs[:syncs_before_return]), name
+
+
+def test_a_folder_removed_behind_the_store_fails_one_put_and_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "objects"
+    store = LocalObjectStore(root)
+    store.put("raw/org/a.eml", Spool.from_bytes(b"a"))  # the store knows raw/org now
+    for path in (root / "raw/org").iterdir():
+        path.unlink()
+    (root / "raw/org").rmdir()
+
+    with pytest.raises(StoreUnavailable):
+        store.put("raw/org/b.eml", Spool.from_bytes(b"b"))
+    store.put("raw/org/b.eml", Spool.from_bytes(b"b"))
+    assert (root / "raw/org/b.eml").read_bytes() == b"b"
+
+    monkeypatch.setattr(local_objects, "_syncfs", FileSystemSyncs(root))
+    for path in (root / "raw/org").iterdir():
+        path.unlink()
+    (root / "raw/org").rmdir()
+    first, second = store.put_many(_spools(2))
+    assert isinstance(first, StoreUnavailable)
+    assert second is None  # the folder is made again for the next object
+    assert store.put_many(_spools(2)) == [None, None]
+    assert sorted(p.name for p in (root / "raw/org").iterdir()) == ["m0.eml", "m1.eml"]
+
+
+def test_temporary_files_are_private_and_named_for_the_sweep(tmp_path: Path) -> None:
+    root = tmp_path / "objects"
+    store = LocalObjectStore(root)
+    store.put("raw/org/a.eml", Spool.from_bytes(b"a"))
+    fd, name = local_objects._open_temporary(root / "raw/org")
+    os.close(fd)
+    assert os.path.basename(name).startswith(".tmp-")
+    assert stat.S_IMODE(os.stat(name).st_mode) == 0o600
+    assert [key for key, _ in store.list_keys("raw")] == ["raw/org/a.eml"]
+    old = time.time() - 7200
+    os.utime(name, (old, old))
+    assert store.remove_stale_temp_files(3600) == 1

@@ -111,7 +111,7 @@ class Session:
             if idle:  # shutdown() cancels idle reads; trio's receive loses no byte
                 self.server.idle_reads.add(scope)
             try:
-                data = bytes(await self.stream.receive_some(READ_SIZE))
+                data = await self._receive()
             finally:
                 self.server.idle_reads.discard(scope)
         if data is None:
@@ -121,6 +121,22 @@ class Session:
             return False
         self.conn.receive_data(data)
         return True
+
+    async def _receive(self) -> bytes:
+        """The next bytes from the peer (b"" at its end). On a socket: wait until
+        it is readable, then read its descriptor. The stream would try a read
+        first, and here that read nearly always fails (the peer sends after our
+        reply): one system call per command saved, and the stream's layers."""
+        if self._fd is None:
+            return bytes(await self.stream.receive_some(READ_SIZE))
+        while True:
+            await trio.lowlevel.wait_readable(self._fd)
+            try:
+                return os.read(self._fd, READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"receive failed ({type(exc).__name__})") from exc
 
     def _read_deadline(self) -> float:
         """Message data: an idle limit, renewed by every read. A command line: one

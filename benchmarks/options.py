@@ -16,6 +16,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     add = parser.add_argument
     add("-c", "--connections", type=int, default=100, help="concurrent connections (100)")
     add("-d", "--duration", type=float, default=6.0, help="seconds of the small phase (6)")
+    add(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the small phase, servers alternating; each reports its median (3)",
+    )
     add("-n", "--count", type=int, help="messages per load phase instead of a duration")
     add("--mix", default="small:0.8,pdf:0.2", help="mixed phase, kind:weight,… (small, pdf, large)")
     add("--mixed-duration", type=float, default=4.0, help="seconds of the mixed phase; 0 skips")

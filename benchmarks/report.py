@@ -152,10 +152,22 @@ def markdown(results: Result) -> str:
             f" | {_times(ratio(row.ours, row.baseline))} | {_fmt(row.seed, row.digits)}"
             f" | {_times(ratio(row.ours, row.seed))} | {row.target} | {verdict} |"
         )
+    lines += _rounds(results)
     lines += _processes(results)
     if "postfix" in results:
         lines += ["", postfix_report.markdown(results["postfix"])]
     return "\n".join(lines)
+
+
+def _rounds(results: Result) -> list[str]:
+    """Each server's msg/s in every round of the small phase (the table has medians)."""
+    parts = []
+    for name in ("ours", "ours2", "baseline", "seed"):
+        server = results.get(name)
+        rates = server.get("small_rounds") if isinstance(server, dict) else None
+        if rates:
+            parts.append(f"{name} {' / '.join(f'{rate:,.1f}' for rate in rates)}")
+    return ["", f"Small phase, msg/s in each round: {'; '.join(parts)}."] if parts else []
 
 
 def _processes(results: Result) -> list[str]:

@@ -2,10 +2,12 @@
 our core) and the seed design (the plan's standalone aiosmtpd server), in one
 run, on one embedded Postgres, plus the storage ceiling without any protocol.
 
-Phases per server (each server is its own process; see docs/benchmarks.md):
+Phases per server (each server is its own process, all of them up at once;
+see docs/benchmarks.md and benchmarks/load_phases.py):
   rss     fresh process, a few warm-up messages, then one large message:
           VmHWM against the idle VmRSS
-  small   N connections, small orders, closed loop: msg/s and accept latency
+  small   N connections, small orders, closed loop: msg/s and accept latency,
+          in rounds (each server once per round, alternating order; medians)
   mixed   N connections, small orders and 200 KB PDF attachments
   e2e     a paced load with `ingest worker` running: accept → PROCESSED
           (not for the seed design, which enqueues nothing)
@@ -41,6 +43,7 @@ from benchmarks import (
     api_phase,
     cpu_budget,
     events_phase,
+    load_phases,
     options,
     postfix_phase,
     purge_phase,
@@ -98,25 +101,6 @@ class Harness:
         options.setdefault("connections", self.args.connections)
         workload = Workload(target=server.address, recipient=RECIPIENT, **options)
         return trio.run(run_load, workload, self.built)
-
-    def phases(self, name: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        server = SERVERS[name](self.env_for("load"), self.logs, "load")
-        try:
-            self.load(server, connections=5, count=20)  # warm-up: pool, threads, imports
-            if self.args.large_mb > 0:
-                out["rss"] = self.rss(server)
-            out["small"] = self.closed_loop(server, {"small": 1.0}, self.args.duration, "small")
-            if self.args.mixed_duration > 0:
-                out["mixed"] = self.closed_loop(server, self.mix, self.args.mixed_duration)
-            if name == "ours" and self.args.pipelined_duration > 0:
-                # Postfix pipelines MAIL/RCPT/DATA over LMTP; aiosmtpd offers no PIPELINING.
-                out["pipelined"] = self.closed_loop(
-                    server, {"small": 1.0}, self.args.pipelined_duration, pipeline=True
-                )
-        finally:
-            server.stop()
-        return out
 
     def closed_loop(
         self,
@@ -283,9 +267,8 @@ def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any
     results["parameters"]["connections"] = args.connections
     with database(folder) as url:
         harness = Harness(args, folder, url, logs)
-        for name in servers:
-            print(f"{name}: rss, small and mixed phases", file=sys.stderr)
-            results[name] = harness.phases(name)
+        print(f"{', '.join(servers)}: rss, small and mixed phases", file=sys.stderr)
+        results.update(load_phases.run(harness, servers, args.rounds))
         queued = [name for name in servers if name not in WITHOUT_QUEUE]
         if args.e2e_duration > 0 and queued:
             worker: Managed = start_worker(harness.env_for("e2e"), logs, args.workers)

@@ -183,6 +183,7 @@ def test_since() -> None:
 
 def test_the_browser_gate_skips_or_fails_without_chromium(monkeypatch) -> None:
     monkeypatch.setattr(browser, "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setattr(browser, "CHROMEDRIVER", Path(__file__))  # present: chromium alone missing
     monkeypatch.delenv("INGEST_REQUIRE_BROWSER", raising=False)
     with pytest.raises(pytest.skip.Exception, match="/nonexistent/chromium absent"):
         browser.require_browser()

@@ -22,7 +22,11 @@ on the pipe (to about a millisecond):
   (before the queue manager / waiting in it / connection setup / transmission),
   p95 of each;
 - **reused connections**: deliveries logged with ``conn_use=`` (an LMTP
-  connection taken from Postfix's connection cache).
+  connection taken from Postfix's connection cache);
+- **CPU**: how busy all cores were during the burst, and the CPU per delivered
+  message of the whole machine, of the target and of Postgres (``/proc``): on a
+  machine that Postfix and the target share, what the target spends is taken
+  from Postfix.
 
     python -m benchmarks.postfix_phase -n 2000 -s 20   # the null sink alone
 """
@@ -41,6 +45,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks import cpu_budget
 from benchmarks.postfix_instance import (
     DEPLOY,
     DRAIN_LIMIT_S,
@@ -56,7 +61,7 @@ from benchmarks.postfix_instance import (
 from benchmarks.postfix_log import (
     Maillog,
 )
-from benchmarks.procs import REPO, BenchError, ServerProcess, cpu_seconds, free_port
+from benchmarks.procs import REPO, BenchError, ServerProcess, cpu_seconds, cpu_times, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -111,21 +116,37 @@ def burst(postfix: Postfix, count: int, sessions: int, log_path: Path) -> dict[s
 
 def drain(
     name: str, start: Callable[[], ServerProcess], root: Path, logs: Path, count: int,
-    sessions: int, recipient: str,
+    sessions: int, recipient: str, postgres_pid: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One target: start it, a fresh Postfix (under ``root``) in front of it, the
-    burst; stop both. Postfix's log, stamped, goes to ``logs`` (gzipped)."""
+    burst; stop both. Postfix's log, stamped, goes to ``logs`` (gzipped). Also
+    the CPU per delivered message of the target, Postgres and the whole machine,
+    and how busy the machine was during the burst."""
     log_copy = logs / f"postfix-{name}.maillog"
     server = start()
     try:
         postfix = Postfix(root, server.address[1], log_copy, recipient)
         cpu_before = cpu_seconds(server.pid)
         with running(postfix):
+            before = cpu_budget.machine(), _cpu_of(postgres_pid)
             result = burst(postfix, count, sessions, logs / f"smtp-source-{name}.log")
+            after = cpu_budget.machine(), _cpu_of(postgres_pid)
         cpu = cpu_seconds(server.pid) - cpu_before
         result["target_cpu_s"] = round(cpu, 2)
         delivered = result["delivered"]
-        result["target_cpu_ms_per_msg"] = round(1000 * cpu / delivered, 3) if delivered else None
+
+        def per_message(seconds: float) -> float | None:
+            return round(1000 * seconds / delivered, 3) if delivered else None
+
+        (busy_before, total_before), postgres_before = before
+        (busy_after, total_after), postgres_after = after
+        busy, total = busy_after - busy_before, total_after - total_before
+        result["target_cpu_ms_per_msg"] = per_message(cpu)
+        if name != "sink":  # the sink stores nothing
+            result["postgres_cpu_ms_per_msg"] = per_message(postgres_after - postgres_before)
+        # All cores: the target, Postgres, Postfix, smtp-source and this harness.
+        result["machine_cpu_ms_per_msg"] = per_message(busy)
+        result["machine_busy_pct"] = round(100 * busy / total, 1) if total > 0 else None
     finally:
         server.stop()
         _gzip(log_copy)
@@ -135,6 +156,10 @@ def drain(
     print(f"  postfix → {name}: {result['drained_per_s']} msg/s, p95 delay {delay} s",
           file=sys.stderr)  # fmt: skip
     return result
+
+
+def _cpu_of(pid: int | None) -> float:
+    return sum(cpu_times(pid)) if pid is not None else 0.0
 
 
 def _gzip(path: Path) -> None:
@@ -157,7 +182,7 @@ def start_sink(log_dir: Path, tag: str) -> ServerProcess:
 
 def run_phase(
     starters: Mapping[str, Callable[[], ServerProcess]], logs: Path, count: int, sessions: int,
-    recipient: str = RECIPIENT, keep: bool = False,
+    recipient: str = RECIPIENT, keep: bool = False, postgres_pid: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Each target in turn (the sink first), each behind its own Postfix in a fresh
     folder of a fresh temporary folder (removed unless ``keep``); results by target."""
@@ -170,7 +195,7 @@ def run_phase(
         for name, start in starters.items():
             root = top / name
             root.mkdir(mode=0o755)
-            results[name] = drain(name, start, root, logs, count, sessions, recipient)
+            results[name] = drain(name, start, root, logs, count, sessions, recipient, postgres_pid)
     finally:
         if not keep:
             shutil.rmtree(top, ignore_errors=True)

@@ -231,8 +231,9 @@ class Harness:
                 starters[name] = partial(SERVERS[name], env, self.logs, "postfix")
         args = self.args
         return postfix_phase.run_phase(
-            starters, self.logs, args.postfix_count, args.postfix_sessions, RECIPIENT, args.keep
-        )
+            starters, self.logs, args.postfix_count, args.postfix_sessions, RECIPIENT, args.keep,
+            self.postgres_pid,
+        )  # fmt: skip
 
     def ceiling(self) -> dict[str, Any]:
         argv = [

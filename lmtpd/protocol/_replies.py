@@ -84,15 +84,15 @@ def reply_problem(reply: object, classes: str) -> str | None:
 
     ``classes`` lists the allowed first digits of the code (e.g. ``"245"``).
     """
-    if not isinstance(reply, ReplyLike):
+    # Our own Reply first: the structural check of the protocol class is slow.
+    if type(reply) is not Reply and not isinstance(reply, ReplyLike):
         return "not a Reply"
     if type(reply.code) is not int or not 200 <= reply.code <= 599:
         return "reply code out of range"
-    if str(reply.code)[0] not in classes:
+    kind = str(reply.code // 100)
+    if kind not in classes:
         return f"reply code class must be one of {classes}"
-    if reply.enhanced and (
-        not _ENHANCED.fullmatch(reply.enhanced) or reply.enhanced[0] != str(reply.code)[0]
-    ):
+    if reply.enhanced and (not _ENHANCED.fullmatch(reply.enhanced) or reply.enhanced[0] != kind):
         return "enhanced status code malformed or inconsistent with the reply code"
     if not is_printable_ascii(reply.text):
         return "reply text must be printable ASCII without line breaks"
@@ -100,4 +100,5 @@ def reply_problem(reply: object, classes: str) -> str | None:
 
 
 def is_printable_ascii(text: str) -> bool:
-    return all(" " <= ch <= "~" for ch in text)
+    """Only the characters from space to tilde (ASCII's printable ones)."""
+    return isinstance(text, str) and text.isascii() and text.isprintable()

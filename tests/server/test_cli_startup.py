@@ -146,3 +146,20 @@ def test_a_second_sigterm_still_releases_the_embedded_database(data_dir: Path) -
             server.kill()
             server.wait()
     assert not _postmaster_running(data_dir / "pg")
+
+
+def test_serving_freezes_start_up_objects_and_collects_young_ones_less_often() -> None:
+    """In a fresh interpreter (freezing is for the whole process)."""
+    code = (
+        "import gc\n"
+        "from lmtpd.cli.serve import GC_YOUNG_THRESHOLD, settle_garbage_collector\n"
+        "before = gc.get_threshold()\n"
+        "settle_garbage_collector()\n"
+        "assert gc.get_freeze_count() > 0, gc.get_freeze_count()\n"
+        "assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:]), gc.get_threshold()\n"
+        "assert GC_YOUNG_THRESHOLD > before[0]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr

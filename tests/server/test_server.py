@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import smtplib
+import struct
 
 import pytest
 import trio
@@ -331,3 +332,25 @@ async def test_a_peer_sending_garbage_is_cut_off_after_twenty_errors(start_serve
     code, lines = await client.reply()
     assert (code, lines[0][4:9]) == (421, b"4.7.0")
     assert await client.closed()
+
+
+async def test_a_peer_resetting_mid_session_ends_it_quietly(start_server, caplog) -> None:
+    """A reset arrives as a failed read of the socket's descriptor: that session
+    ends without an error line and the server goes on serving."""
+    h = await start_server()
+    host, port = h.host_port
+    for stage in (b"", b"MAIL FROM:<a@b.example>\r\nRCPT TO:<" + ACME.encode() + b">\r\nDATA\r\n"):
+        sock = trio.socket.socket()
+        await sock.connect((host, port))
+        client = RawClient(trio.SocketStream(sock))
+        await client.hello()
+        if stage:
+            await client.send(stage)
+            assert await client.codes(3) == [250, 250, 354]
+            await client.send(b"Subject: half\r\n\r\nhalf a mess")
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # linger 0: a reset instead of a FIN
+    [(code, _)] = await trio.to_thread.run_sync(lmtp_send, host, port, [ACME], order())
+    assert code == 250
+    assert len(h.repo.rows) == 1  # the half message was not stored
+    assert not [r for r in caplog.records if r.levelno >= 40], caplog.text

@@ -17,22 +17,32 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.procs import SERVERS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
 
     from benchmarks.procs import ServerProcess
     from benchmarks.run import Harness
 
+    Starter = Callable[[dict[str, str], Path, str], ServerProcess]
 
-def run(harness: Harness, names: Sequence[str], rounds: int) -> dict[str, dict[str, Any]]:
+
+def run(
+    harness: Harness,
+    names: Sequence[str],
+    rounds: int,
+    starters: Mapping[str, Starter] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Each server's phases: ``rss``, ``small`` (its median round, with the errors
     of all rounds), ``small_rounds`` (msg/s of each round), ``mixed``, and for
-    ours ``pipelined``."""
+    ours ``pipelined``. ``starters``: servers beyond those the bench knows
+    (procs.SERVERS), by name."""
     args = harness.args
     results: dict[str, dict[str, Any]] = {name: {} for name in names}
     running: dict[str, ServerProcess] = {}
     try:
         for name in names:
-            running[name] = SERVERS[name](harness.env_for("load"), harness.logs, "load")
+            start = (starters or {}).get(name) or SERVERS[name]
+            running[name] = start(harness.env_for("load"), harness.logs, "load")
             harness.load(running[name], connections=5, count=20)  # pool, threads, imports
         if args.large_mb > 0:
             for name in names:

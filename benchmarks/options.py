@@ -22,6 +22,10 @@ def parser(description: str) -> argparse.ArgumentParser:
         default=3,
         help="rounds of the small phase, servers alternating; each reports its median (3)",
     )
+    add(
+        "--revision",
+        help="also run ours as it was at this git revision, beside ours (load phases)",
+    )
     add("-n", "--count", type=int, help="messages per load phase instead of a duration")
     add("--mix", default="small:0.8,pdf:0.2", help="mixed phase, kind:weight,… (small, pdf, large)")
     add("--mixed-duration", type=float, default=4.0, help="seconds of the mixed phase; 0 skips")

@@ -162,15 +162,27 @@ class ServerProcess(Managed):
 
 
 def start_ours(
-    env: dict[str, str], log_dir: Path, tag: str, *, processes: int = 1
-) -> ServerProcess:
+    env: dict[str, str], log_dir: Path, tag: str, *, processes: int = 1,
+    tree: Path | None = None, name: str | None = None,
+) -> ServerProcess:  # fmt: skip
     """``ingest serve --no-milter``: the deployable server, without milter or worker
-    (``processes`` > 1: ``--processes N``, its CPU counted over all of them)."""
+    (``processes`` > 1: ``--processes N``, its CPU counted over all of them).
+    ``tree``: a folder with other ``lmtpd`` and ``ingest_core`` packages to run
+    instead of this checkout's (an earlier revision; benchmarks/revision.py)."""
     port = free_port()
-    name = "ours" if processes == 1 else f"ours{processes}"
+    name = name or ("ours" if processes == 1 else f"ours{processes}")
+    serve = ["serve", "--no-milter", "--processes", str(processes)]
+    if tree is None:
+        argv = [sys.executable, "-m", "lmtpd.cli", *serve]
+    else:  # ahead of the working folder on sys.path, which holds ours
+        run = (
+            f"import runpy, sys; sys.path.insert(0, {str(tree)!r}); sys.argv[0] = 'ingest'; "
+            "runpy.run_module('lmtpd.cli', run_name='__main__')"
+        )
+        argv = [sys.executable, "-c", run, *serve]
     return ServerProcess(
         name,
-        [sys.executable, "-m", "lmtpd.cli", "serve", "--no-milter", "--processes", str(processes)],
+        argv,
         {
             # no fixed ports: a busy port is fatal to `ingest serve`, and the bench
             # measures LMTP only (the HTTP endpoint and the API are off)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from benchmarks import postfix_report
+from benchmarks import postfix_report, revision
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,6 +153,7 @@ def markdown(results: Result) -> str:
             f" | {_times(ratio(row.ours, row.seed))} | {row.target} | {verdict} |"
         )
     lines += _rounds(results)
+    lines += revision.markdown(results)
     lines += _processes(results)
     if "postfix" in results:
         lines += ["", postfix_report.markdown(results["postfix"])]
@@ -162,7 +163,7 @@ def markdown(results: Result) -> str:
 def _rounds(results: Result) -> list[str]:
     """Each server's msg/s in every round of the small phase (the table has medians)."""
     parts = []
-    for name in ("ours", "ours2", "baseline", "seed"):
+    for name in ("ours", "ours2", "baseline", "seed", revision.NAME):
         server = results.get(name)
         rates = server.get("small_rounds") if isinstance(server, dict) else None
         if rates:

@@ -48,6 +48,7 @@ from benchmarks import (
     postfix_phase,
     purge_phase,
     report,
+    revision,
 )
 from benchmarks.environment import (
     TENANT,
@@ -268,8 +269,13 @@ def execute(args: argparse.Namespace, folder: Path, logs: Path) -> dict[str, Any
     results["parameters"]["connections"] = args.connections
     with database(folder) as url:
         harness = Harness(args, folder, url, logs)
-        print(f"{', '.join(servers)}: rss, small and mixed phases", file=sys.stderr)
-        results.update(load_phases.run(harness, servers, args.rounds))
+        loaded, starters = list(servers), {}
+        if args.revision:  # ours as it was, beside ours, in the load phases only
+            tree = revision.extract(args.revision, folder / "revision")
+            loaded.append(revision.NAME)
+            starters[revision.NAME] = revision.starter(tree)
+        print(f"{', '.join(loaded)}: rss, small and mixed phases", file=sys.stderr)
+        results.update(load_phases.run(harness, loaded, args.rounds, starters))
         queued = [name for name in servers if name not in WITHOUT_QUEUE]
         if args.e2e_duration > 0 and queued:
             worker: Managed = start_worker(harness.env_for("e2e"), logs, args.workers)

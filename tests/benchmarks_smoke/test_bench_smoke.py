@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import smtplib
+import socket
 import subprocess
 import sys
 import uuid
@@ -15,10 +16,10 @@ import psycopg
 import pytest
 import trio
 
-from benchmarks import load_phases, report
+from benchmarks import load_phases, report, revision
 from benchmarks.loadgen import Workload, run_load
 from benchmarks.messages import MixPicker, parse_mix, templates
-from benchmarks.procs import start_seed
+from benchmarks.procs import BenchError, start_ours, start_seed
 from benchmarks.stats import percentile, summarise
 from ingest_core.adapters.memory import (
     MemoryBlobStore,
@@ -253,3 +254,50 @@ def test_sender_auth_benchmark_runs_and_reports_each_size() -> None:
         for key in ("ours_cold", "ours_warm", "baseline_dkim_only"):
             assert entry[key]["median_ms"] > 0
     assert sender_auth.table(results).count("\n") == 3
+
+
+def test_a_revision_runs_beside_ours_from_its_own_packages(tmp_path: Path) -> None:
+    tree = revision.extract("HEAD", tmp_path / "tree")
+    assert (tree / "lmtpd" / "session.py").is_file()
+    assert (tree / "ingest_core" / "service.py").is_file()
+    assert not (tree / "tests").exists()  # only the two packages
+    with pytest.raises(BenchError, match="git archive failed"):
+        revision.extract("no-such-revision", tmp_path / "none")
+    argv = [
+        sys.executable, "-m", "benchmarks.run", "--servers", "ours", "-c", "2", "-n", "4",
+        "--rounds", "1", "--revision", "HEAD", "--large-mb", "0", "--mixed-duration", "0",
+        "--pipelined-duration", "0", "--e2e-duration", "0", "--ceiling-count", "0",
+        "--postfix-count", "0", "--api-count", "0", "--events-count", "0",
+        "--purge-count", "0", "--results", str(tmp_path / "results"),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [json_path] = (tmp_path / "results").glob("bench-*.json")
+    results = json.loads(json_path.read_text())
+    assert results["ours"]["small"]["accepted"] == 4
+    assert results[revision.NAME]["small"]["accepted"] == 4
+    assert "| small phase | ours | at HEAD | ours / then |" in done.stdout
+
+
+def test_a_server_from_another_tree_runs_that_trees_packages(tmp_path: Path) -> None:
+    """A stand-in ``lmtpd.cli`` in the tree greets in its own words: the tree's
+    packages come before this checkout's."""
+    cli = tmp_path / "tree" / "lmtpd" / "cli"
+    cli.mkdir(parents=True)
+    (cli.parent / "__init__.py").write_text("")
+    (cli / "__init__.py").write_text("")
+    (cli / "__main__.py").write_text(
+        "import os, socket\n"
+        "host, _, port = os.environ['INGEST_LMTP_LISTEN'].rpartition(':')\n"
+        "listener = socket.create_server((host, int(port)))\n"
+        "while True:\n"
+        "    conn, _ = listener.accept()\n"
+        "    conn.sendall(b'220 from the tree\\r\\n')\n"
+        "    conn.close()\n"
+    )
+    server = start_ours({}, tmp_path, "tree", tree=tmp_path / "tree", name="revision")
+    try:
+        with socket.create_connection(server.address, timeout=5) as conn:
+            assert conn.recv(64) == b"220 from the tree\r\n"
+    finally:
+        server.stop()

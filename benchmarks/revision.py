@@ -1,0 +1,76 @@
+"""Ours as it was at an earlier git revision, beside ours as it is, in one run.
+
+The machines drift by tens of percent within minutes, so a change is measured
+against the code before it in the same run: ``--revision REV`` takes that
+revision's ``lmtpd`` and ``ingest_core`` (``git archive``, nothing else is
+touched), runs them as a server of their own in the load phases, and the report
+compares the two round by round. Both run on this checkout's virtualenv and
+database (its migrations): a revision that needs other dependencies, or refuses
+a newer schema, cannot be compared this way.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.procs import REPO, BenchError, ServerProcess, start_ours
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+NAME = "revision"
+PACKAGES = ("lmtpd", "ingest_core")
+
+
+def extract(revision: str, folder: Path) -> Path:
+    """The revision's packages under ``folder``; the folder."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", revision, *PACKAGES],
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BenchError(f"--revision {revision}: git archive failed") from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        archive.extractall(folder, filter="data")
+    return folder
+
+
+def starter(tree: Path) -> Callable[[dict[str, str], Path, str], ServerProcess]:
+    return partial(start_ours, tree=tree, name=NAME)
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    """Ours against the revision, small phase: medians and each round's ratio."""
+    ours, then = results.get("ours"), results.get(NAME)
+    if not isinstance(ours, dict) or not isinstance(then, dict):
+        return []
+    revision = results["parameters"].get("revision", NAME)
+    a, b = ours.get("small", {}), then.get("small", {})
+    rows = [
+        ("accepted msg/s (median round)", a.get("messages_per_s"), b.get("messages_per_s"), 1),
+        ("server CPU per message (ms)", a.get("server_cpu_ms_per_msg"),
+         b.get("server_cpu_ms_per_msg"), 2),
+        ("accept latency p95 (ms)", a.get("accept_latency", {}).get("p95_ms"),
+         b.get("accept_latency", {}).get("p95_ms"), 1),
+    ]  # fmt: skip
+    lines = ["", f"| small phase | ours | at {revision} | ours / then |", "|---|---:|---:|---:|"]
+    for label, now, before, digits in rows:
+        ratio = f"{now / before:.2f}x" if now is not None and before else "-"
+        lines.append(f"| {label} | {_fmt(now, digits)} | {_fmt(before, digits)} | {ratio} |")
+    pairs = zip(ours.get("small_rounds", []), then.get("small_rounds", []), strict=False)
+    ratios = [f"{x / y:.2f}x" for x, y in pairs if y]
+    if ratios:
+        lines += ["", f"Ours against {revision}, round by round: {', '.join(ratios)}."]
+    return lines
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"

@@ -117,7 +117,8 @@ def settle_garbage_collector() -> None:
     lives as long as the process, so it is frozen out of every later collection,
     and the youngest generation is collected less often. A delivery makes a few
     thousand short-lived objects that reference counting frees; at the default
-    threshold the collector ran every few deliveries, walking them again."""
+    threshold the youngest generation was collected every few deliveries, and
+    each collection of the oldest walked everything start-up made."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

@@ -38,11 +38,11 @@ def snapshot(server_pid: int, postgres_pid: int | None) -> Snapshot:
     user, system = cpu_times(server_pid)
     postgres = sum(cpu_times(postgres_pid)) if postgres_pid is not None else 0.0
     own = resource.getrusage(resource.RUSAGE_SELF)
-    busy, total = machine()
+    busy, total = _machine()
     return Snapshot(user, system, postgres, own.ru_utime + own.ru_stime, busy, total)
 
 
-def machine() -> tuple[float, float]:
+def _machine() -> tuple[float, float]:
     """Busy and total CPU seconds of all cores since boot (/proc/stat; idle and
     iowait count as not busy)."""
     with open("/proc/stat") as stat:

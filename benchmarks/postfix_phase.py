@@ -61,7 +61,7 @@ from benchmarks.postfix_instance import (
 from benchmarks.postfix_log import (
     Maillog,
 )
-from benchmarks.procs import REPO, BenchError, ServerProcess, cpu_seconds, cpu_times, free_port
+from benchmarks.procs import REPO, BenchError, ServerProcess, cpu_seconds, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -128,25 +128,19 @@ def drain(
         postfix = Postfix(root, server.address[1], log_copy, recipient)
         cpu_before = cpu_seconds(server.pid)
         with running(postfix):
-            before = cpu_budget.machine(), _cpu_of(postgres_pid)
+            before = cpu_budget.snapshot(server.pid, postgres_pid)
             result = burst(postfix, count, sessions, logs / f"smtp-source-{name}.log")
-            after = cpu_budget.machine(), _cpu_of(postgres_pid)
+            after = cpu_budget.snapshot(server.pid, postgres_pid)
         cpu = cpu_seconds(server.pid) - cpu_before
         result["target_cpu_s"] = round(cpu, 2)
         delivered = result["delivered"]
-
-        def per_message(seconds: float) -> float | None:
-            return round(1000 * seconds / delivered, 3) if delivered else None
-
-        (busy_before, total_before), postgres_before = before
-        (busy_after, total_after), postgres_after = after
-        busy, total = busy_after - busy_before, total_after - total_before
-        result["target_cpu_ms_per_msg"] = per_message(cpu)
+        result["target_cpu_ms_per_msg"] = round(1000 * cpu / delivered, 3) if delivered else None
+        budget = cpu_budget.per_message(before, after, delivered)
         if name != "sink":  # the sink stores nothing
-            result["postgres_cpu_ms_per_msg"] = per_message(postgres_after - postgres_before)
+            result["postgres_cpu_ms_per_msg"] = budget["postgres_ms"]
         # All cores: the target, Postgres, Postfix, smtp-source and this harness.
-        result["machine_cpu_ms_per_msg"] = per_message(busy)
-        result["machine_busy_pct"] = round(100 * busy / total, 1) if total > 0 else None
+        result["machine_cpu_ms_per_msg"] = budget["machine_ms"]
+        result["machine_busy_pct"] = budget["machine_busy_pct"]
     finally:
         server.stop()
         _gzip(log_copy)
@@ -156,10 +150,6 @@ def drain(
     print(f"  postfix → {name}: {result['drained_per_s']} msg/s, p95 delay {delay} s",
           file=sys.stderr)  # fmt: skip
     return result
-
-
-def _cpu_of(pid: int | None) -> float:
-    return sum(cpu_times(pid)) if pid is not None else 0.0
 
 
 def _gzip(path: Path) -> None:

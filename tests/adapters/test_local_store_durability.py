@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ingest_core.adapters.objects import LocalObjectStore
+from ingest_core.adapters.objects import LocalObjectStore, temporary
 from ingest_core.adapters.objects import local as local_objects
 from ingest_core.errors import StoreUnavailable
 from ingest_core.spool import Spool
@@ -286,7 +286,7 @@ def test_temporary_files_are_private_and_named_for_the_sweep(tmp_path: Path) -> 
     root = tmp_path / "objects"
     store = LocalObjectStore(root)
     store.put("raw/org/a.eml", Spool.from_bytes(b"a"))
-    fd, name = local_objects._open_temporary(root / "raw/org")
+    fd, name = temporary.open_temporary(root / "raw/org")
     os.close(fd)
     assert os.path.basename(name).startswith(".tmp-")
     assert stat.S_IMODE(os.stat(name).st_mode) == 0o600

@@ -17,17 +17,15 @@ they are renamed into place and each folder is fsync'd once. Where libc has no
 from __future__ import annotations
 
 import ctypes
-import errno
-import itertools
 import os
-import secrets
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ingest_core.adapters.objects.common import _COPY_CHUNK, LazyExecutor, _os_cause, check_key
+from ingest_core.adapters.objects.common import LazyExecutor, _os_cause, check_key
+from ingest_core.adapters.objects.temporary import copy_to, open_temporary
 from ingest_core.errors import ObjectNotFound, StoreUnavailable
 from ingest_core.group_commit import GroupCommit
 
@@ -319,15 +317,12 @@ def _make_dirs(folder: Path) -> list[Path]:
 
 def _write_temporary(path: Path, source: BinaryIO, size: int, *, sync: bool) -> str:
     """``size`` bytes from ``source`` in a new temporary file beside ``path``
-    (fsync'd if ``sync``); its name. Nothing is left behind on failure.
-
-    Plain descriptor calls, no file object: on the accept path each system call
-    lets another thread take the GIL, and a buffered file object costs three
-    more (fstat, ioctl, lseek) than open, write and close."""
-    fd, temp_name = _open_temporary(path.parent)
+    (fsync'd if ``sync``; written as ``temporary`` says); its name. Nothing is
+    left behind on failure."""
+    fd, temp_name = open_temporary(path.parent)
     try:
         try:
-            written = _copy_to(source, fd)
+            written = copy_to(source, fd)
             if written != size:
                 raise StoreUnavailable(
                     f"local object store: got {written} bytes for {path.name}, expected {size}"
@@ -340,24 +335,6 @@ def _write_temporary(path: Path, source: BinaryIO, size: int, *, sync: bool) -> 
         Path(temp_name).unlink(missing_ok=True)
         raise
     return temp_name
-
-
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-_TEMP_TOKEN = secrets.token_hex(4)
-_temp_numbers = itertools.count()
-
-
-def _open_temporary(folder: Path) -> tuple[int, str]:
-    """A new ``.tmp-…`` file in ``folder``, open for writing with mode 0600. The
-    name (process id, a random token, a counter) is new; an existing file is
-    never opened (O_EXCL), a clash only costs another name."""
-    for _ in range(100):
-        name = f"{folder}/.tmp-{os.getpid():x}-{_TEMP_TOKEN}-{next(_temp_numbers):x}"
-        try:
-            return os.open(name, _TEMP_FLAGS, 0o600), name
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))
 
 
 def _failure(what: str, exc: OSError) -> StoreUnavailable:
@@ -391,14 +368,3 @@ def _fsync_dir(folder: Path) -> None:
         _fsync(fd)
     finally:
         os.close(fd)
-
-
-def _copy_to(source: BinaryIO, fd: int) -> int:
-    """Everything ``source`` holds written to ``fd``; how many bytes."""
-    written = 0
-    while chunk := source.read(_COPY_CHUNK):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view) :]
-        written += len(chunk)
-    return written

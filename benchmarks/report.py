@@ -153,7 +153,7 @@ def markdown(results: Result) -> str:
             f" | {_times(ratio(row.ours, row.seed))} | {row.target} | {verdict} |"
         )
     lines += _rounds(results)
-    lines += revision.markdown(results)
+    lines += _revision(results)
     lines += _processes(results)
     if "postfix" in results:
         lines += ["", postfix_report.markdown(results["postfix"])]
@@ -171,18 +171,47 @@ def _rounds(results: Result) -> list[str]:
     return ["", f"Small phase, msg/s in each round: {'; '.join(parts)}."] if parts else []
 
 
+def _revision(results: Result) -> list[str]:
+    """Ours against ``--revision``'s (benchmarks/revision.py), small phase:
+    medians and each round's ratio."""
+    ours, then = results.get("ours"), results.get(revision.NAME)
+    if not isinstance(ours, dict) or not isinstance(then, dict):
+        return []
+    at = results["parameters"].get("revision", revision.NAME)
+    lines = _small_table(f"ours | at {at} | ours / then", ours, then, ratio_of=ratio)
+    pairs = zip(ours.get("small_rounds", []), then.get("small_rounds", []), strict=False)
+    ratios = [_times(ratio(x, y)) for x, y in pairs]
+    if ratios:
+        lines += ["", f"Ours against {at}, round by round: {', '.join(ratios)}."]
+    return lines
+
+
 def _processes(results: Result) -> list[str]:
     """Ours in one process against ``--processes 2``, small phase, same run."""
     one, two = results.get("ours"), results.get("ours2")
     if not isinstance(one, dict) or not isinstance(two, dict):
         return []
+    return _small_table(
+        "1 process | 2 processes | 2 / 1", one, two, ratio_of=lambda a, b: ratio(b, a)
+    )
+
+
+def _small_table(
+    columns: str,
+    left: dict[str, Any],
+    right: dict[str, Any],
+    *,
+    ratio_of: Callable[[float | None, float | None], float | None],
+) -> list[str]:
+    """Two servers' small phase side by side: rate, CPU, p95, and their ratio."""
     rows = [("accepted msg/s", ("messages_per_s",), 1),
             ("server CPU per message (ms)", ("server_cpu_ms_per_msg",), 2),
             ("accept latency p95 (ms)", ("accept_latency", "p95_ms"), 1)]  # fmt: skip
-    lines = ["", "| small phase | 1 process | 2 processes | 2 / 1 |", "|---|---:|---:|---:|"]
+    lines = ["", f"| small phase | {columns} |", "|---|---:|---:|---:|"]
     for label, key, digits in rows:
-        a, b = _small(one, key), _small(two, key)
-        lines.append(f"| {label} | {_fmt(a, digits)} | {_fmt(b, digits)} | {_times(ratio(b, a))} |")
+        a, b = _small(left, key), _small(right, key)
+        shown = f"{_fmt(a, digits)} | {_fmt(b, digits)} | {_times(ratio_of(a, b))}"
+        lines.append(f"| {label} | {shown} |")
     return lines
 
 

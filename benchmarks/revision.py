@@ -15,7 +15,7 @@ import io
 import subprocess
 import tarfile
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from benchmarks.procs import REPO, BenchError, ServerProcess, start_ours
 
@@ -45,32 +45,3 @@ def extract(revision: str, folder: Path) -> Path:
 
 def starter(tree: Path) -> Callable[[dict[str, str], Path, str], ServerProcess]:
     return partial(start_ours, tree=tree, name=NAME)
-
-
-def markdown(results: dict[str, Any]) -> list[str]:
-    """Ours against the revision, small phase: medians and each round's ratio."""
-    ours, then = results.get("ours"), results.get(NAME)
-    if not isinstance(ours, dict) or not isinstance(then, dict):
-        return []
-    revision = results["parameters"].get("revision", NAME)
-    a, b = ours.get("small", {}), then.get("small", {})
-    rows = [
-        ("accepted msg/s (median round)", a.get("messages_per_s"), b.get("messages_per_s"), 1),
-        ("server CPU per message (ms)", a.get("server_cpu_ms_per_msg"),
-         b.get("server_cpu_ms_per_msg"), 2),
-        ("accept latency p95 (ms)", a.get("accept_latency", {}).get("p95_ms"),
-         b.get("accept_latency", {}).get("p95_ms"), 1),
-    ]  # fmt: skip
-    lines = ["", f"| small phase | ours | at {revision} | ours / then |", "|---|---:|---:|---:|"]
-    for label, now, before, digits in rows:
-        ratio = f"{now / before:.2f}x" if now is not None and before else "-"
-        lines.append(f"| {label} | {_fmt(now, digits)} | {_fmt(before, digits)} | {ratio} |")
-    pairs = zip(ours.get("small_rounds", []), then.get("small_rounds", []), strict=False)
-    ratios = [f"{x / y:.2f}x" for x, y in pairs if y]
-    if ratios:
-        lines += ["", f"Ours against {revision}, round by round: {', '.join(ratios)}."]
-    return lines
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"

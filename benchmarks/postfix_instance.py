@@ -143,6 +143,7 @@ class Postfix:
             "relay_recipient_maps": f"regexp:{conf}/relay_recipients.regexp",
             "virtual_alias_maps": f"texthash:{conf}/virtual",
             "transport_maps": f"texthash:{conf}/transport",
+            "lmtp_delivery_status_filter": f"regexp:{conf}/lmtp_status_filter",
             "lmtp_host_lookup": "native",
             # no milter (the targets check tenants themselves), no certificates
             "smtpd_milters": "",
@@ -154,7 +155,7 @@ class Postfix:
         conf = self.config_dir
         conf.mkdir(parents=True)
         (conf / "main.cf").write_text(shipped("main.cf", self.domain))
-        for name in ("relay_recipients.regexp", "virtual"):
+        for name in ("lmtp_status_filter", "relay_recipients.regexp", "virtual"):
             (conf / name).write_text(shipped(name, self.domain))
         (conf / "transport").write_text(transport(self.lmtp_port, self.domain))
         (conf / "master.cf").write_text(MASTER_CF.format(smtpd=smtpd_line(self.smtp_port)))

@@ -77,7 +77,7 @@ SMTPD_LINE = "{listen} inet n - n - - smtpd"
 
 def production_files(domain: str) -> dict[str, str]:
     """The deploy/postfix files with our test domain in place of the example one."""
-    names = ("main.cf", "relay_recipients.regexp", "transport", "virtual")
+    names = ("main.cf", "lmtp_status_filter", "relay_recipients.regexp", "transport", "virtual")
     escaped = PRODUCTION_DOMAIN.replace(".", r"\.")
     return {
         name: (DEPLOY / name)
@@ -95,6 +95,8 @@ class Postfix:
     milter_port: int
     domain: str = DOMAIN
     smtp_port: int = field(default_factory=free_port)
+    # Where LMTP goes; None: this run's ingest on the loopback.
+    lmtp_nexthop: str | None = None
 
     @property
     def config_dir(self) -> Path:
@@ -107,6 +109,7 @@ class Postfix:
     def overrides(self) -> dict[str, str]:
         """Where the test instance differs from deploy/postfix/main.cf, and why."""
         conf = self.config_dir
+        nexthop = self.lmtp_nexthop or f"127.0.0.1:{self.lmtp_port}"
         return {
             # its own queue, state and log, on loopback only
             "queue_directory": str(self.root / "spool"),
@@ -120,8 +123,9 @@ class Postfix:
             # the maps from deploy/, read from this folder
             "relay_recipient_maps": f"regexp:{conf}/relay_recipients.regexp",
             "virtual_alias_maps": f"texthash:{conf}/virtual",
+            "lmtp_delivery_status_filter": f"regexp:{conf}/lmtp_status_filter",
             # ingest on this run's ports
-            "transport_maps": f"inline:{{ {self.domain}=lmtp:inet:127.0.0.1:{self.lmtp_port} }}",
+            "transport_maps": f"inline:{{ {self.domain}=lmtp:inet:{nexthop} }}",
             "smtpd_milters": f"inet:127.0.0.1:{self.milter_port}",
             "lmtp_host_lookup": "native",
             # no certificates here

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import pytest
 from e2e_harness import DEPLOY, PRODUCTION_DOMAIN, run, which
 
-from ingest_core.addressing import Route, is_role_address, route
+from ingest_core.addressing import DISABLED_TENANT, UNKNOWN_TENANT, Route, is_role_address, route
 from ingest_core.settings import Settings
+from lmtpd.protocol import _replies as replies
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -164,3 +165,16 @@ def test_transport_and_role_address_maps(tools: None) -> None:
     virtual = lookup(f"texthash:{DEPLOY / 'virtual'}", roles)
     assert set(virtual) == set(roles)
     assert all(not target.endswith(PRODUCTION_DOMAIN) for target in virtual.values())
+
+
+def test_the_lmtp_status_filter_defers_a_failed_lookup_of_ingest_only(config_dir: Path) -> None:
+    assert parameter(config_dir, "lmtp_delivery_status_filter") == (
+        "regexp:/etc/postfix/lmtp_status_filter"
+    )
+    table = f"regexp:{DEPLOY / 'lmtp_status_filter'}"
+    lookup_failed = "5.4.4 unable to look up host ingest: Name or service not known"
+    assert lookup(table, [lookup_failed]) == {lookup_failed: "4" + lookup_failed[1:]}
+    # What ingest itself answers permanently stays permanent.
+    permanent = [replies.TOO_BIG, replies.NO_VALID_RECIPIENTS, replies.BAD_SYNTAX]
+    ours = [f"{r.enhanced} {r.text}" for r in [*permanent, UNKNOWN_TENANT, DISABLED_TENANT]]
+    assert lookup(table, ours) == {}

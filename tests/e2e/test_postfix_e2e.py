@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e_harness import swaks
+from e2e_harness import Postfix, swaks
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -203,3 +205,36 @@ def test_storage_failure_defers_in_postfix_and_delivers_once_after_recovery(
     (row,) = running.ingest.wait_processed(message_id)
     assert row["postfix_queue_id"] == sent.queue_id
     assert running.postfix.queue() == []
+
+
+def test_a_name_lookup_of_ingest_that_fails_defers_instead_of_bouncing(
+    running: Stack, e2e_root: Path
+) -> None:
+    """While the ingest container restarts its name is gone from the network's DNS;
+    Postfix calls that 5.4.4 and would bounce the order (lmtp_status_filter)."""
+    unresolvable = "ingest.invalid"
+    try:
+        socket.getaddrinfo(unresolvable, 24)
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:
+            pytest.skip(f"this machine's resolver cannot say no ({exc}); needs a definite NXDOMAIN")
+    else:
+        pytest.skip(f"{unresolvable} resolves here")
+    postfix = Postfix(
+        e2e_root / "postfix-unresolvable",
+        lmtp_port=running.ingest.lmtp_port,
+        milter_port=running.ingest.milter_port,
+        lmtp_nexthop=f"{unresolvable}:24",
+    )
+    postfix.start()
+    try:
+        sent = swaks(postfix.smtp_port, [ACME], message_id=new_message_id())
+        assert sent.exit_code == 0, sent.transcript
+        postfix.wait_status(sent.queue_id, "deferred")
+        log = postfix.log()
+        assert re.search(rf"{sent.queue_id}: to=<{re.escape(ACME)}>.* dsn=4\.4\.4, ", log), log
+        assert "unable to look up host ingest.invalid" in log
+        assert "status=bounced" not in log
+        assert [m["queue_id"] for m in postfix.queue()] == [sent.queue_id]
+    finally:
+        postfix.stop()

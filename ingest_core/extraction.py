@@ -37,7 +37,13 @@ from opentelemetry import trace
 
 from ingest_core.automated import AutomatedCheck, check_automated
 from ingest_core.bodies import extract_body
-from ingest_core.errors import IngestError, ObjectNotFound, RetryLater, StoreUnavailable
+from ingest_core.errors import (
+    IngestError,
+    ObjectNotFound,
+    RetryLater,
+    StoreUnavailable,
+    Unavailable,
+)
 from ingest_core.mime import ManifestError, iter_attachments, parse_message
 from ingest_core.sender import PASS, PolicyDecision, SenderCheck, check_sender
 
@@ -224,8 +230,10 @@ def _hold(
 def _fail(
     repo: MessageRepository, row: StoredMessage, error: str, *, final: bool
 ) -> ExtractionResult:
+    """FAILED, or RECEIVED with its retry due when the task's scheduled run
+    (``retry_delay`` of the same attempts) will come."""
     try:
-        repo.fail(row.id, error, final=final)
+        repo.fail(row.id, error, final=final, retry_in_s=retry_delay(row.attempts))
     except StoreUnavailable:
         # The row stays PROCESSING; its lease runs out and the sweeper re-enqueues it.
         return ExtractionResult(row.id, Outcome.RETRY, row.org_id, row.attempts, error=error)
@@ -236,6 +244,8 @@ def _fail(
 def _describe(exc: Exception) -> str:
     """Error text for ``last_error``: our own messages, only the type of others
     (third-party texts may quote message bytes)."""
+    if isinstance(exc, Unavailable) and exc.cause != "unavailable":
+        return f"{type(exc).__name__}: {exc}: {exc.cause}"[:500]
     if isinstance(exc, IngestError):
         return f"{type(exc).__name__}: {exc}"[:500]
     return f"internal error ({type(exc).__name__})"

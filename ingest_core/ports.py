@@ -248,8 +248,11 @@ class MessageRepository(Protocol):
         """
         ...
 
-    def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
-        """Record last_error; FAILED when final, else back to RECEIVED for a retry."""
+    def fail(
+        self, message_id: uuid.UUID, error: str, *, final: bool, retry_in_s: float = 0.0
+    ) -> None:
+        """Record last_error; FAILED when final, else back to RECEIVED for a retry
+        due in ``retry_in_s`` (the sweep leaves the row alone until then)."""
         ...
 
     def record_auth(self, message_id: uuid.UUID, verdict: AuthVerdict) -> None:
@@ -273,8 +276,9 @@ class MessageRepository(Protocol):
     def list_attachments(self, org_id: uuid.UUID, message_id: uuid.UUID) -> list[Attachment]: ...
 
     def stale(self, received_before: datetime, claimed_before: datetime) -> list[uuid.UUID]:
-        """RECEIVED rows older than the first bound and PROCESSING rows whose claim
-        is older than the second: what the sweeper re-enqueues."""
+        """RECEIVED rows older than the first bound (and, when a retry is pending,
+        whose retry was due before it) and PROCESSING rows whose claim is older than
+        the second: what the sweeper re-enqueues."""
         ...
 
     def reset_for_replay(self, message_id: uuid.UUID) -> bool:

@@ -126,6 +126,7 @@ class MemoryMessageRepository:
         self.attachments: dict[uuid.UUID, dict[str, Attachment]] = {}
         self.bodies: dict[uuid.UUID, MessageBody] = {}
         self.events: list[OutboxEvent] = []  # the outbox, written with each change
+        self.retry_at: dict[uuid.UUID, datetime] = {}  # the column, for pending retries
         self.failing = False
         self._lock = threading.Lock()
 
@@ -241,9 +242,16 @@ class MemoryMessageRepository:
             )
             self.events.append(OutboxEvent(EventType.PROCESSED, message_id))
 
-    def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
+    def fail(
+        self, message_id: uuid.UUID, error: str, *, final: bool, retry_in_s: float = 0.0
+    ) -> None:
         self._check()
         with self._lock:
+            if final:
+                self.retry_at.pop(message_id, None)
+            else:
+                due = datetime.now(UTC) + timedelta(seconds=max(retry_in_s, 0.0))
+                self.retry_at[message_id] = due
             self.rows[message_id] = replace(
                 self.rows[message_id],
                 status=MessageStatus.FAILED if final else MessageStatus.RECEIVED,
@@ -290,6 +298,7 @@ class MemoryMessageRepository:
                 attempts=0,
                 claimed_at=None,
             )
+            self.retry_at.pop(message_id, None)
             self.events.append(OutboxEvent(EventType.RELEASED, message_id))
             return True
 
@@ -305,7 +314,11 @@ class MemoryMessageRepository:
         return [
             row.id
             for row in self.rows.values()
-            if (row.status is MessageStatus.RECEIVED and row.received_at < received_before)
+            if (
+                row.status is MessageStatus.RECEIVED
+                and max(row.received_at, self.retry_at.get(row.id, row.received_at))
+                < received_before
+            )
             or (
                 row.status is MessageStatus.PROCESSING
                 and row.claimed_at is not None
@@ -322,6 +335,7 @@ class MemoryMessageRepository:
             self.rows[message_id] = replace(
                 row, status=MessageStatus.RECEIVED, attempts=0, claimed_at=None
             )
+            self.retry_at.pop(message_id, None)
             return True
 
     def ids_with_status(self, status: MessageStatus, org_id: uuid.UUID | None) -> list[uuid.UUID]:

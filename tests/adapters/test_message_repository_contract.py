@@ -386,6 +386,26 @@ def test_stale_finds_old_received_and_abandoned_processing(harness: Harness) -> 
     assert fresh_received not in harness.repo.stale(tomorrow - timedelta(hours=1), cutoff)
 
 
+def test_a_pending_retry_keeps_the_row_from_the_sweep_until_it_is_due(harness: Harness) -> None:
+    org = harness.new_tenant()
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    recorded = harness.repo.record_received(message(org, received_at=old))
+    assert harness.repo.claim(recorded.id, LONG_LEASE) is not None
+    harness.repo.fail(recorded.id, "store unavailable", final=False, retry_in_s=3600)
+    now = datetime.now(UTC)
+    # Received long ago, but its retry is an hour away: not the sweep's yet.
+    assert recorded.id not in harness.repo.stale(now, now)
+    assert recorded.id in harness.repo.stale(now + timedelta(hours=2), now)
+    # The scheduled run claims it when it comes (the claim does not wait).
+    assert harness.repo.claim(recorded.id, LONG_LEASE) is not None
+    harness.repo.fail(recorded.id, "store unavailable", final=False, retry_in_s=0)
+    assert recorded.id in harness.repo.stale(now + timedelta(seconds=5), now)
+    # A replay starts afresh: only received_at counts again.
+    harness.repo.fail(recorded.id, "store unavailable", final=False, retry_in_s=3600)
+    assert harness.repo.reset_for_replay(recorded.id)
+    assert recorded.id in harness.repo.stale(datetime.now(UTC), now)
+
+
 def test_ids_with_status_filters_by_tenant(harness: Harness) -> None:
     acme, globex = harness.new_tenant(), harness.new_tenant()
     a1 = harness.repo.record_received(message(acme, smid="1")).id

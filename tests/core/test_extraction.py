@@ -257,6 +257,20 @@ def test_sweep_requeues_only_stale_rows(repo, store, settings):
     assert set(sweep(repo, queue, sweep_config(settings), later)) == {old, fresh, stuck}
 
 
+def test_a_row_waiting_for_its_retry_is_not_swept_early(repo, store, settings):
+    """The sweep would otherwise run the retries at its own pace and spend the
+    retry budget in minutes, whatever retry_delay says."""
+    message_id, _ = _received(repo, store, age_s=settings.sweep_age_s + 60)
+    store.failing = True
+    with pytest.raises(RetryLater) as caught:
+        extract_message(message_id, repo=repo, store=store, config=extraction_config(settings))
+    queue = MemoryJobQueue()
+    assert sweep(repo, queue, sweep_config(settings)) == []
+    due = datetime.now(UTC) + timedelta(seconds=caught.value.delay_s)
+    later = due + timedelta(seconds=settings.sweep_age_s + 1)
+    assert sweep(repo, queue, sweep_config(settings), later) == [message_id]
+
+
 def test_retry_delay_grows_and_is_capped():
     delays = [retry_delay(n) for n in range(1, 20)]
     assert delays == sorted(delays)

@@ -181,13 +181,16 @@ class PostgresMessageRepository:
                 write_body(conn, message_id, body, parser_version)
             self._emit(conn, message_id, EventType.PROCESSED)
 
-    def fail(self, message_id: uuid.UUID, error: str, *, final: bool) -> None:
+    def fail(
+        self, message_id: uuid.UUID, error: str, *, final: bool, retry_in_s: float = 0.0
+    ) -> None:
         status = MessageStatus.FAILED if final else MessageStatus.RECEIVED
+        retry_in = None if final else max(float(retry_in_s), 0.0)
         with database_errors("record failure"), self._pool.connection() as conn:
             cursor = conn.execute(
-                "UPDATE inbound_message SET status = %s, last_error = %s, claimed_at = NULL"
-                " WHERE id = %s",
-                (status.value, clean_text(error[:MAX_ERROR_CHARS]), message_id),
+                "UPDATE inbound_message SET status = %s, last_error = %s, claimed_at = NULL,"
+                " retry_at = now() + make_interval(secs => %s) WHERE id = %s",
+                (status.value, clean_text(error[:MAX_ERROR_CHARS]), retry_in, message_id),
             )
             if final and cursor.rowcount == 1:
                 self._emit(conn, message_id, EventType.FAILED)
@@ -214,7 +217,8 @@ class PostgresMessageRepository:
         with database_errors("release message"), self._pool.connection() as conn:
             cursor = conn.execute(
                 "UPDATE inbound_message SET status = 'RECEIVED', released_at = now(),"
-                " attempts = 0, claimed_at = NULL WHERE id = %s AND status = 'QUARANTINED'",
+                " attempts = 0, claimed_at = NULL, retry_at = NULL"
+                " WHERE id = %s AND status = 'QUARANTINED'",
                 (message_id,),
             )
             if cursor.rowcount != 1:
@@ -230,19 +234,22 @@ class PostgresMessageRepository:
     def stale(self, received_before: datetime, claimed_before: datetime) -> list[uuid.UUID]:
         with database_errors("find stale messages"), self._pool.connection() as conn:
             rows = conn.execute(
-                "SELECT id FROM inbound_message WHERE status = 'RECEIVED' AND received_at < %s"
+                # The first bound uses the (status, received_at) index; GREATEST
+                # ignores a NULL retry_at.
+                "SELECT id FROM inbound_message WHERE status = 'RECEIVED'"
+                " AND received_at < %(received)s AND GREATEST(received_at, retry_at) < %(received)s"
                 " UNION ALL"
                 " SELECT id FROM inbound_message"
-                " WHERE status = 'PROCESSING' AND claimed_at < %s",
-                (received_before, claimed_before),
+                " WHERE status = 'PROCESSING' AND claimed_at < %(claimed)s",
+                {"received": received_before, "claimed": claimed_before},
             ).fetchall()
         return [row[0] for row in rows]
 
     def reset_for_replay(self, message_id: uuid.UUID) -> bool:
         with database_errors("reset message"), self._pool.connection() as conn:
             cursor = conn.execute(
-                "UPDATE inbound_message SET status = 'RECEIVED', attempts = 0, claimed_at = NULL"
-                " WHERE id = %s",
+                "UPDATE inbound_message SET status = 'RECEIVED', attempts = 0, claimed_at = NULL,"
+                " retry_at = NULL WHERE id = %s",
                 (message_id,),
             )
             return cursor.rowcount == 1

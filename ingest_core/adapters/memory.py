@@ -216,6 +216,7 @@ class MemoryMessageRepository:
                 row, status=MessageStatus.PROCESSING, attempts=row.attempts + 1, claimed_at=now
             )
             self.rows[message_id] = row
+            self.retry_at.pop(message_id, None)
             return row
 
     def finish(

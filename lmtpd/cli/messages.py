@@ -182,7 +182,8 @@ def _show(app: bootstrap.App, message_id: uuid.UUID, *, as_json: bool) -> int:
 _SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Message", (("id", "id"), ("tenant", "org_slug"), ("status", "status"),
                  ("attempts", "attempts"), ("received", "received_at"),
-                 ("claimed", "claimed_at"), ("processed", "processed_at"),
+                 ("claimed", "claimed_at"), ("next retry", "retry_at"),
+                 ("processed", "processed_at"),
                  ("released", "released_at"), ("last error", "last_error"),
                  ("quarantined because", "quarantine_reason"),
                  ("parser", "parser_version"))),

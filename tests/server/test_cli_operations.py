@@ -126,6 +126,25 @@ def test_show_by_id_or_message_id(env, capsys):
     assert "no message" in err
 
 
+def test_show_says_when_a_waiting_retry_is_due(env, capsys):
+    with open_app(env) as app:
+        app.admin.add("acme", "Acme")
+        message_id = _deliver(app, "acme", _raw("po-retry@big.example"))
+        app.repository.claim(message_id, 900)
+        app.repository.fail(message_id, "object store: timeout", final=False, retry_in_s=120)
+    before = datetime.now(UTC)
+    code, out, _ = run(capsys, "messages", "show", str(message_id), "--json")
+    assert code == 0
+    due = datetime.fromisoformat(json.loads(out)["retry_at"])
+    assert before + timedelta(seconds=100) < due < before + timedelta(seconds=130)
+    code, out, _ = run(capsys, "messages", "show", str(message_id))
+    assert f"next retry:           {due.astimezone(UTC):%Y-%m-%d %H:%M:%S}" in out
+    with open_app(env) as app:
+        app.repository.claim(message_id, 900)  # the attempt is under way: nothing pending
+    code, out, _ = run(capsys, "messages", "show", str(message_id))
+    assert "next retry" not in out
+
+
 def test_show_gives_the_declared_and_the_detected_type(env, capsys):
     with open_app(env) as app:
         app.admin.add("acme", "Acme")

@@ -74,7 +74,7 @@ WHERE org_id = %s AND source = %s AND source_message_id = %s
 
 CLAIM = f"""
 UPDATE inbound_message
-SET status = 'PROCESSING', attempts = attempts + 1, claimed_at = now()
+SET status = 'PROCESSING', attempts = attempts + 1, claimed_at = now(), retry_at = NULL
 WHERE id = %s
   AND (status = 'RECEIVED'
        OR (status = 'PROCESSING' AND claimed_at < now() - make_interval(secs => %s)))

@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 import pytest
-from container_stack import DOMAIN, SENDER_DOMAIN, Stack
+from container_stack import DOMAIN, PREFIX, SENDER_DOMAIN, Stack
 from podman_cli import podman, wait_until
 
 from lmtpd.cli.sample import SAMPLE_PDF
@@ -165,6 +165,26 @@ def _delivering(stack: Stack) -> bool:
     return any(json.loads(line).get("queue_name") == "active" for line in lines if line.strip())
 
 
+def _unfinished(stack: Stack) -> str:
+    """What a failure report needs: the rows not PROCESSED, and what the database's
+    sessions are doing (a lock wait, a transaction left open)."""
+    queries = [
+        "SELECT source_message_id, status, attempts, claimed_at, received_at, last_error"
+        " FROM inbound_message WHERE status <> 'PROCESSED' ORDER BY received_at",
+        "SELECT pid, application_name, client_addr, state, wait_event_type, wait_event,"
+        " now() - xact_start AS in_transaction, left(query, 100) AS query"
+        " FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    ]
+    out = []
+    for query in queries:
+        result = podman(
+            "exec", f"{PREFIX}-db", "psql", "-h", "/var/run/postgresql", "-U", "ingest",
+            "-d", "ingest", "-c", query, check=False,
+        )  # fmt: skip
+        out.append(result.stdout + result.stderr)
+    return "\n".join(out)
+
+
 def test_a_sigkill_of_ingest_during_a_burst_loses_nothing_acknowledged(stack: Stack) -> None:
     delivered_before = len(_postfix_delivered(stack))
     burst = Burst(stack.smtp_port)
@@ -211,9 +231,14 @@ def test_a_sigkill_of_ingest_during_a_burst_loses_nothing_acknowledged(stack: St
         stack.ingest.exec("ingest", "sweep")
         return False
 
-    wait_until(
-        processed_after_a_sweep, "every acknowledged message to be PROCESSED", 120, every_s=5
-    )
+    # 240 s: a message whose extraction met a dependency's hiccup right after the
+    # kill waits for its retries (30 s, then 60 s, then 120 s later).
+    try:
+        wait_until(
+            processed_after_a_sweep, "every acknowledged message to be PROCESSED", 240, every_s=5
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_unfinished(stack)}") from None
     rows = _rows(stack)
     stored = [str(r["source_message_id"]) for r in rows]
     burst_rows = [s for s in stored if s.startswith("burst-")]

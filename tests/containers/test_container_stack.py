@@ -169,7 +169,7 @@ def _unfinished(stack: Stack) -> str:
     """What a failure report needs: the rows not PROCESSED, and what the database's
     sessions are doing (a lock wait, a transaction left open)."""
     queries = [
-        "SELECT source_message_id, status, attempts, claimed_at, received_at, last_error"
+        "SELECT source_message_id, status, attempts, claimed_at, retry_at, received_at, last_error"
         " FROM inbound_message WHERE status <> 'PROCESSED' ORDER BY received_at",
         "SELECT pid, application_name, client_addr, state, wait_event_type, wait_event,"
         " now() - xact_start AS in_transaction, left(query, 100) AS query"

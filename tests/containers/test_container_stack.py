@@ -253,9 +253,11 @@ def test_a_sigkill_of_ingest_during_a_burst_loses_nothing_acknowledged(stack: St
     # would retry): Postfix accepted nothing unchecked.
     assert all(400 <= code < 500 for _, code in burst.refused), burst.refused
     deferred = stack.postfix.logs().count("status=deferred")
+    retries = stack.worker.logs().count('"outcome": "retry"')
     print(
         f"burst: {len(burst.accepted)} acknowledged by Postfix ({acknowledged_at_kill} before"
         f" the SIGKILL), {len(burst.refused)} refused with 4xx while ingest was down,"
         f" {deferred} deliveries deferred and retried; {len(burst_rows)} stored once each"
-        f" ({left_received} RECEIVED until the sweep), all PROCESSED"
+        f" ({left_received} RECEIVED until the sweep), all PROCESSED after"
+        f" {retries} extraction retries"
     )

@@ -3,7 +3,7 @@
 # podman on a local Debian base, then the stack scenarios (tests/containers).
 #
 #   1. uv.lock and requirements.lock current with pyproject.toml (just lock-check)
-#   2. podman, runc, netavark, aardvark-dns, iptables, debootstrap (apt, when root)
+#   2. podman, runc, netavark, aardvark-dns, iptables, iproute2, debootstrap (apt, when root)
 #   3. the base image: debootstrap bookworm (minbase + python3, python3-venv,
 #      ca-certificates), imported into podman; made fresh on every run (a fresh
 #      machine has none), shared by the builds of this run
@@ -22,7 +22,7 @@ step() { echo "containers: $* ($((SECONDS - started)) s)" >&2; }
 
 "$venv/just" lock-check
 
-packages=(podman runc netavark aardvark-dns iptables debootstrap swaks)
+packages=(podman runc netavark aardvark-dns iptables iproute2 debootstrap swaks)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \

@@ -24,7 +24,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from podman_cli import Container, network_gateway, podman
+from podman_cli import Container, network_gateway, pin_bridge_address, podman
 
 from tests.dnsstub import StubDns, running_stub
 from tests.procs import MotoServer, free_port
@@ -109,6 +109,7 @@ def running_stack(images: dict[str, str], folder: Path) -> Iterator[Stack]:
         # The bridge, and so the gateway address the doubles listen on, exists once
         # a first container is attached.
         _start_services(images, passwords, started)
+        pin_bridge_address(NETWORK)
         with running_stub(_zone(subnet), host=gateway) as dns:
             moto.start()
             moto.create_bucket(BUCKET)

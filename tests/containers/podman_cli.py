@@ -12,6 +12,7 @@ import json
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -120,3 +121,37 @@ def network_gateway(network: str) -> tuple[str, str]:
     found = json.loads(podman("network", "inspect", network).stdout)
     subnet = found[0]["subnets"][0]
     return str(subnet["subnet"]), str(subnet["gateway"])
+
+
+def pin_bridge_address(network: str) -> str:
+    """Give the network's bridge a MAC address of its own, derived from its
+    gateway address; returns it.
+
+    A Linux bridge without one takes the lowest MAC of its ports, so a container
+    that leaves and joins again (the kill scenario's ingest) can change the
+    gateway's MAC under the others: their ARP entries go stale and, for half a
+    minute or so, nothing they send to the gateway arrives (the test doubles
+    listen there; in a deployment, all traffic leaving the network passes it).
+    An address set by hand stays. Needs root and an existing bridge (one
+    container attached)."""
+    found = json.loads(podman("network", "inspect", network).stdout)[0]
+    bridge = _bridge(found)
+    octets = [int(part) for part in str(found["subnets"][0]["gateway"]).split(".")]
+    address = "02:00:" + ":".join(f"{octet:02x}" for octet in octets)
+    result = subprocess.run(
+        ["ip", "link", "set", "dev", bridge, "address", address],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise PodmanError(f"ip link set dev {bridge} address {address}: {result.stderr.strip()}")
+    return address
+
+
+def bridge_address(network: str) -> str:
+    """The MAC address of the network's bridge (the gateway's, to the containers)."""
+    found = json.loads(podman("network", "inspect", network).stdout)[0]
+    return Path(f"/sys/class/net/{_bridge(found)}/address").read_text().strip()
+
+
+def _bridge(inspected: dict[str, object]) -> str:
+    return str(inspected["network_interface"])

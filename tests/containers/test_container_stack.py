@@ -19,8 +19,8 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 import pytest
-from container_stack import DOMAIN, PREFIX, SENDER_DOMAIN, Stack
-from podman_cli import podman, wait_until
+from container_stack import DOMAIN, NETWORK, PREFIX, SENDER_DOMAIN, Stack
+from podman_cli import bridge_address, podman, wait_until
 
 from lmtpd.cli.sample import SAMPLE_PDF
 
@@ -201,6 +201,7 @@ def test_a_sigkill_of_ingest_during_a_burst_loses_nothing_acknowledged(stack: St
         # before or after our commit); if none is seen soon, kill all the same.
         with contextlib.suppress(AssertionError):
             wait_until(lambda: _delivering(stack), "a delivery under way", 20)
+        gateway_mac = bridge_address(NETWORK)
         stack.ingest.kill()
         acknowledged_at_kill = len(burst.accepted)
         # The senders go on against the dead ingest until some have been refused.
@@ -212,6 +213,9 @@ def test_a_sigkill_of_ingest_during_a_burst_loses_nothing_acknowledged(stack: St
     assert stack.ingest.state()["Status"] == "exited"
     stack.ingest.start()
     stack.ingest.wait_healthy()
+    # The gateway kept its MAC while ingest left the bridge and joined it again, so
+    # the worker's traffic to the doubles went on (podman_cli.pin_bridge_address).
+    assert bridge_address(NETWORK) == gateway_mac
     stack.postfix.exec("postqueue", "-f")
     wait_until(lambda: _queue_empty(stack), "the Postfix queue to drain", 120)
 

@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -118,8 +118,7 @@ class Container:
 
 def network_gateway(network: str) -> tuple[str, str]:
     """``(subnet, gateway)`` of a podman network."""
-    found = json.loads(podman("network", "inspect", network).stdout)
-    subnet = found[0]["subnets"][0]
+    subnet = _inspect(network)["subnets"][0]
     return str(subnet["subnet"]), str(subnet["gateway"])
 
 
@@ -134,8 +133,8 @@ def pin_bridge_address(network: str) -> str:
     listen there; in a deployment, all traffic leaving the network passes it).
     An address set by hand stays. Needs root and an existing bridge (one
     container attached)."""
-    found = json.loads(podman("network", "inspect", network).stdout)[0]
-    bridge = _bridge(found)
+    found = _inspect(network)
+    bridge = str(found["network_interface"])
     octets = [int(part) for part in str(found["subnets"][0]["gateway"]).split(".")]
     address = "02:00:" + ":".join(f"{octet:02x}" for octet in octets)
     result = subprocess.run(
@@ -149,9 +148,10 @@ def pin_bridge_address(network: str) -> str:
 
 def bridge_address(network: str) -> str:
     """The MAC address of the network's bridge (the gateway's, to the containers)."""
-    found = json.loads(podman("network", "inspect", network).stdout)[0]
-    return Path(f"/sys/class/net/{_bridge(found)}/address").read_text().strip()
+    bridge = str(_inspect(network)["network_interface"])
+    return Path(f"/sys/class/net/{bridge}/address").read_text().strip()
 
 
-def _bridge(inspected: dict[str, object]) -> str:
-    return str(inspected["network_interface"])
+def _inspect(network: str) -> Any:
+    """What ``podman network inspect`` says of one network."""
+    return json.loads(podman("network", "inspect", network).stdout)[0]

@@ -248,9 +248,8 @@ class MemoryMessageRepository:
     ) -> None:
         self._check()
         with self._lock:
-            if final:
-                self.retry_at.pop(message_id, None)
-            else:
+            self.retry_at.pop(message_id, None)
+            if not final:
                 due = datetime.now(UTC) + timedelta(seconds=max(retry_in_s, 0.0))
                 self.retry_at[message_id] = due
             self.rows[message_id] = replace(

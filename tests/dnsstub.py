@@ -179,23 +179,24 @@ class _TcpHandler(socketserver.BaseRequestHandler):
 
 @contextmanager
 def running_stub(
-    zone: Zone | None = None, *, ttl: int = DEFAULT_TTL, host: str = "127.0.0.1"
+    zone: Zone | None = None, *, ttl: int = DEFAULT_TTL, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[StubDns]:
-    """Serve ``zone`` on ``host`` (UDP and TCP, one free port) until the block ends.
-    The container stack's stub listens on its network's gateway address."""
+    """Serve ``zone`` on ``host`` (UDP and TCP, on ``port``, or one free port when
+    0) until the block ends. The container stack's stub listens on its network's
+    gateway address; a stub that /etc/resolv.conf can name needs port 53."""
     stub = StubDns(zone={} if zone is None else zone, ttl=ttl, host=host)
     tcp = udp = None
     for _ in range(20):  # the TCP port may be taken for UDP by someone else
-        tcp = _Tcp((host, 0), _TcpHandler)
-        port = tcp.server_address[1]
+        tcp = _Tcp((host, port), _TcpHandler)
+        chosen = tcp.server_address[1]
         try:
-            udp = _Udp((host, port), _UdpHandler)
+            udp = _Udp((host, chosen), _UdpHandler)
             break
         except OSError:
             tcp.server_close()
     if tcp is None or udp is None:
         raise RuntimeError("no free port for the stub DNS server")
-    stub.port = port
+    stub.port = chosen
     threads = []
     for server in (udp, tcp):
         server.stub = stub

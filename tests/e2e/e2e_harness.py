@@ -97,6 +97,9 @@ class Postfix:
     smtp_port: int = field(default_factory=free_port)
     # Where LMTP goes; None: this run's ingest on the loopback.
     lmtp_nexthop: str | None = None
+    # A resolv.conf for Postfix's own mount namespace (needs root); None: the
+    # machine's, which no scenario's lookups reach (they name addresses only).
+    resolv_conf: Path | None = None
 
     @property
     def config_dir(self) -> Path:
@@ -151,7 +154,11 @@ class Postfix:
         self.write_config()
         # Without a terminal Postfix reports start-up errors only to syslog; `script`
         # gives it one, so a failure shows up in the assertion message.
-        self._check(["script", "-qec", f"postfix -c {self.config_dir} start", "/dev/null"])
+        command = f"postfix -c {self.config_dir} start"
+        if self.resolv_conf is not None:
+            bind = f"mount --bind {self.resolv_conf} /etc/resolv.conf"
+            command = f"unshare --mount --propagation private sh -c '{bind} && exec {command}'"
+        self._check(["script", "-qec", command, "/dev/null"])
         wait_for("Postfix smtpd to listen", self._smtp_listening, timeout_s=30)
 
     def stop(self) -> None:

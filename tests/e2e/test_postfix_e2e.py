@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
 import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 from e2e_harness import Postfix, swaks
+
+from tests.dnsstub import running_stub
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,6 +29,8 @@ ACME = "orders+acme@orders.localhost"
 GLOBEX = "orders+globex@orders.localhost"
 NOBODY = "orders+nobody@orders.localhost"
 SLEEPY = "orders+sleepy@orders.localhost"
+# A loopback address of its own, so that port 53 there is free.
+STUB_HOST = "127.0.0.153"
 
 PDF = (
     b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
@@ -211,30 +214,34 @@ def test_a_name_lookup_of_ingest_that_fails_defers_instead_of_bouncing(
     running: Stack, e2e_root: Path
 ) -> None:
     """While the ingest container restarts its name is gone from the network's DNS;
-    Postfix calls that 5.4.4 and would bounce the order (lmtp_status_filter)."""
-    unresolvable = "ingest.invalid"
-    try:
-        socket.getaddrinfo(unresolvable, 24)
-    except socket.gaierror as exc:
-        if exc.errno != socket.EAI_NONAME:
-            pytest.skip(f"this machine's resolver cannot say no ({exc}); needs a definite NXDOMAIN")
-    else:
-        pytest.skip(f"{unresolvable} resolves here")
-    postfix = Postfix(
-        e2e_root / "postfix-unresolvable",
-        lmtp_port=running.ingest.lmtp_port,
-        milter_port=running.ingest.milter_port,
-        lmtp_nexthop=f"{unresolvable}:24",
-    )
-    postfix.start()
-    try:
-        sent = swaks(postfix.smtp_port, [ACME], message_id=new_message_id())
-        assert sent.exit_code == 0, sent.transcript
-        postfix.wait_status(sent.queue_id, "deferred")
-        log = postfix.log()
-        assert re.search(rf"{sent.queue_id}: to=<{re.escape(ACME)}>.* dsn=4\.4\.4, ", log), log
-        assert "unable to look up host ingest.invalid" in log
-        assert "status=bounced" not in log
-        assert [m["queue_id"] for m in postfix.queue()] == [sent.queue_id]
-    finally:
-        postfix.stop()
+    Postfix calls that 5.4.4 and would bounce the order (lmtp_status_filter).
+
+    This Postfix resolves through a stub of ours that knows no names (NXDOMAIN for
+    all), named by the resolv.conf of its own mount namespace: no lookup leaves the
+    loopback."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a mount namespace and the stub on port 53")
+    resolv_conf = e2e_root / "resolv-stub.conf"
+    with running_stub({}, host=STUB_HOST, port=53) as stub:
+        resolv_conf.write_text(f"nameserver {STUB_HOST}\noptions attempts:1 timeout:2\n")
+        postfix = Postfix(
+            e2e_root / "postfix-unresolvable",
+            lmtp_port=running.ingest.lmtp_port,
+            milter_port=running.ingest.milter_port,
+            lmtp_nexthop="ingest.invalid:24",
+            resolv_conf=resolv_conf,
+        )
+        postfix.start()
+        try:
+            sent = swaks(postfix.smtp_port, [ACME], message_id=new_message_id())
+            assert sent.exit_code == 0, sent.transcript
+            postfix.wait_status(sent.queue_id, "deferred")
+            log = postfix.log()
+            acme = re.escape(ACME)
+            assert re.search(rf"{sent.queue_id}: to=<{acme}>.* dsn=4\.4\.4, ", log), log
+            assert "unable to look up host ingest.invalid" in log
+            assert "status=bounced" not in log
+            assert [m["queue_id"] for m in postfix.queue()] == [sent.queue_id]
+            assert stub.query_count("ingest.invalid") >= 1  # the stub was asked
+        finally:
+            postfix.stop()
